@@ -5,11 +5,25 @@
 // decoded body bytes (chunked framing removed) through a callbacks object. It handles
 // content-length bodies, chunked bodies (chunk extensions and trailers ignored), bodies delimited by
 // connection close (no length, no chunking: finish with on_eof()), 1xx interim responses (skipped),
-// and responses to which no body belongs (204, 304). One parser per connection, reused for the
-// responses of successive requests (keep-alive) through reset().
+// and responses to which no body belongs (204, 304, responses to HEAD). One parser per connection,
+// reused for the responses of successive requests (keep-alive) through reset().
 //
-// Thread safety: none (owned by the connection's worker thread). No allocation on the body path;
-// header lines that span feeds are buffered in a small internal string.
+// Framing rules (RFC 9112 section 6.3): Transfer-Encoding wins over Content-Length; the body is
+// chunked when "chunked" is the last transfer coding (other codings, e.g. gzip, are not decoded:
+// the body bytes handed over are the chunk payloads as sent); a Transfer-Encoding whose last coding
+// is not chunked, or no framing header at all, means a body delimited by connection close.
+// Content-Length may repeat (as a list or as several fields) only with identical values.
+// Header names are matched case-insensitively; lines may end in CRLF or a bare LF; obs-fold
+// continuation lines are ignored. Empty lines before a status line are skipped (a stray CRLF after
+// the previous response) and do not count as the start of a response. A 101 response is treated
+// as final, without a body, and marks the connection as not reusable.
+// Limits: 64 KiB for the status line and headers of one response (likewise for the trailers, and
+// for one chunk-size line with its extensions); beyond it, kBadHeader (kBadChunk for a chunk line).
+//
+// Thread safety: none (owned by the connection's worker thread). No allocation and no copy on the
+// body path: body bytes are handed to on_http_body() straight from the fed buffer. Only a header
+// (or chunk-size) line that spans feeds is buffered, in a small internal string whose capacity is
+// kept across reset().
 #pragma once
 
 #include <cstddef>
@@ -52,10 +66,16 @@ class Http1ResponseParser {
 
   /// Consumes bytes; returns the number consumed. It stops early (returning < n) only right after
   /// a complete response (bytes after it belong to the next response; pipelining is not used by
-  /// the engine, so they are unexpected) or on error. Check error() after each call.
+  /// the engine, so they are unexpected: call reset() and feed them again) or on error. Once
+  /// complete or in error, it consumes nothing until reset(). Check error() after each call.
+  /// Callbacks must not feed this parser; on_http_complete() (the last thing feed() does before
+  /// returning) may call reset().
   size_t feed(const char* data, size_t n, Http1Callbacks& cb);
-  /// The peer closed the connection: completes a close-delimited body, or sets kTruncated when a
-  /// message was in progress. Returns error().
+  /// The peer closed the connection: completes a close-delimited body (calling on_http_complete),
+  /// or sets kTruncated when a message was in progress (anything of the current response consumed,
+  /// a 1xx interim response included). On a parser that has consumed nothing of the current
+  /// response (an idle keep-alive connection closed by the server), returns kNone and leaves the
+  /// state kStatusLine: check started() to tell. Returns error().
   Http1ParseError on_eof(Http1Callbacks& cb);
 
   State state() const { return state_; }
@@ -64,24 +84,46 @@ class Http1ResponseParser {
   /// True after a "Connection: close" header or an HTTP/1.0 response without keep-alive: the
   /// connection must not be reused.
   bool connection_close() const { return connection_close_; }
-  /// True once any byte of the current response has been consumed.
+  /// True once any byte of the current response has been consumed (empty lines skipped before the
+  /// status line do not count).
   bool started() const { return started_; }
   int status_code() const { return status_code_; }
 
  private:
   // Free to change: implementation state.
+  /// Takes one line ending in LF from [p, end) (the terminator and one CR before it stripped):
+  /// returns 1 with `line` set (pointing into the input when the line lies wholly in it, else into
+  /// line_), 0 when the input ran out first (the piece appended to line_, p = end), -1 when the
+  /// line would pass `limit` bytes counted in line_bytes_ (p unchanged).
+  int take_line(const char*& p, const char* end, size_t limit, std::string_view& line);
+  bool parse_status_line(std::string_view line);
+  /// Handles one header line; false on error (error_ set).
+  bool parse_header_line(std::string_view line);
+  /// The blank line ending the headers: returns true when the response is complete (no body).
+  bool end_of_headers(Http1Callbacks& cb);
+  void clear_message_headers();
+  void fail(Http1ParseError e) {
+    state_ = State::kError;
+    error_ = e;
+  }
+
   State state_ = State::kStatusLine;
   Http1ParseError error_ = Http1ParseError::kNone;
   bool head_request_ = false;
   bool connection_close_ = false;
-  bool chunked_ = false;
   bool started_ = false;
+  // Per message (a 1xx response clears them):
   bool http10_ = false;
+  bool chunked_ = false;       ///< last transfer coding is chunked
+  bool te_present_ = false;    ///< a non-empty Transfer-Encoding was seen
+  bool close_token_ = false;   ///< Connection: close
+  bool keep_alive_token_ = false;
+  bool cr_seen_ = false;       ///< kChunkDataEnd: the CR of the CRLF after chunk data was consumed
   int status_code_ = 0;
   int64_t content_length_ = -1;
-  uint64_t remaining_ = 0;
-  size_t header_bytes_ = 0;
-  std::string line_;
+  uint64_t remaining_ = 0;     ///< bytes left in the content-length body / current chunk
+  size_t line_bytes_ = 0;      ///< bytes of the current header block / trailers / chunk-size line
+  std::string line_;           ///< a line that spans feeds
 };
 
 }  // namespace agentperf

@@ -1,0 +1,105 @@
+// The replay engine: closed-loop agents replaying conversations against an OpenAI-compatible
+// streaming endpoint, spread over worker threads that share nothing on the hot path.
+//
+// Each worker thread owns an EventLoop, its agents and their connections. An agent replays its
+// conversation turn by turn: turn k+1 is scheduled when turn k completes plus its tool delay (a
+// timer, not a thread). When an agent finishes a conversation it starts another (chosen at random).
+// The number of live agents can be raised or lowered at any time (set_concurrency); an agent that is
+// removed finishes its in-flight request first (its record is kept), or leaves at once when idle.
+//
+// Measurement: each worker records into its own histograms (TTFT, inter-event gap, end-to-end,
+// output speed) and its own record buffer; readers merge snapshots without stopping the writers.
+// Every request becomes exactly one RequestRecord, failed ones included (ErrorKind says why).
+//
+// Thread safety: every public method may be called from any thread (they are typically called from
+// Python with the GIL released). start() and stop() must not race each other.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "agentperf/histogram.h"
+#include "agentperf/record.h"
+#include "agentperf/session.h"
+#include "agentperf/workload.h"
+
+namespace agentperf {
+
+struct EngineConfig {
+  std::string host = "127.0.0.1";      ///< server address (name or IP literal), resolved once at start()
+  uint16_t port = 8000;
+  std::string host_header;              ///< Host header value; empty: "host:port"
+  std::string authorization;            ///< Authorization header value (e.g. "Bearer sk-.."); empty: none
+  Protocol protocol = Protocol::kHttp1;
+  int workers = 1;                      ///< worker threads (each with its own event loop)
+  int64_t request_timeout_ns = 600LL * 1'000'000'000;  ///< scheduled → complete, else kTimeout
+  int64_t connect_retry_ns = 100'000'000;  ///< minimum wait after a connect failure before retrying
+  uint64_t seed = 1;                    ///< seeds the choice of conversations, start turns, prefixes
+  bool random_start_turn = true;        ///< an agent's first conversation starts at a random turn
+  bool cache_isolation = true;          ///< insert a per-agent random prefix (see Workload)
+  /// Records kept per worker before the oldest undrained ones are dropped (counted in
+  /// EngineSnapshot::records_dropped). Drain more often than this fills.
+  size_t record_buffer_limit = 1 << 22;
+};
+
+/// A merged, point-in-time view of all workers. Counters are totals since start().
+struct EngineSnapshot {
+  int64_t taken_ns = 0;
+  int64_t agents_target = 0;      ///< concurrency asked for
+  int64_t agents_live = 0;        ///< agents that exist (including ones finishing before leaving)
+  int64_t agents_active = 0;      ///< agents that exist and are not leaving
+  int64_t requests_in_flight = 0;
+  uint64_t requests_started = 0;
+  uint64_t requests_ok = 0;
+  uint64_t requests_failed = 0;
+  std::array<uint64_t, kErrorKindCount> failures_by_kind{};
+  uint64_t output_events = 0;
+  uint64_t output_tokens = 0;
+  uint64_t records_dropped = 0;
+  HistogramSnapshot ttft_ns;
+  HistogramSnapshot itl_ns;             ///< gaps between consecutive output events of one request
+  HistogramSnapshot e2e_ns;
+  HistogramSnapshot output_speed_mtps;  ///< per-request output speed, milli-tokens per second
+};
+
+class Worker;
+
+class Engine {
+ public:
+  /// Throws std::invalid_argument for an invalid config or workload.
+  Engine(EngineConfig config, std::shared_ptr<const Workload> workload);
+  ~Engine();  ///< stops (as stop()) if running
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  /// Resolves the host and starts the worker threads (with zero agents unless set_concurrency()
+  /// was called before). Throws std::runtime_error when the host cannot be resolved.
+  void start();
+  /// Sets the number of live agents; never blocks. Agents are spread evenly over workers.
+  void set_concurrency(int64_t agents);
+  int64_t concurrency() const { return target_.load(std::memory_order_relaxed); }
+  /// Stops every worker and joins them. In-flight requests become kCancelled records. Blocks until
+  /// the threads have exited (they exit within one event-loop iteration).
+  void stop();
+  bool running() const { return running_.load(); }
+
+  EngineSnapshot snapshot() const;
+  /// Moves out every record finished since the last drain (all workers, unordered across workers).
+  std::vector<RequestRecord> drain_records();
+
+  const EngineConfig& config() const { return config_; }
+
+ private:
+  EngineConfig config_;
+  std::shared_ptr<const Workload> workload_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::atomic<int64_t> target_{0};
+  std::atomic<bool> running_{false};
+};
+
+}  // namespace agentperf

@@ -1,0 +1,734 @@
+#include "agentperf/engine.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+
+#include "agentperf/clock.h"
+#include "agentperf/event_loop.h"
+#include "agentperf/sse_parser.h"
+
+namespace agentperf {
+
+namespace {
+
+constexpr size_t kReadBufferBytes = 256 * 1024;
+constexpr size_t kMaxIovPerWrite = 512;
+
+// Single-writer counter: the owning worker stores, readers load (no read-modify-write needed).
+struct Counter {
+  std::atomic<uint64_t> v{0};
+  void add(uint64_t n = 1) { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  uint64_t get() const { return v.load(std::memory_order_relaxed); }
+};
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (unsigned char ch : s) {
+    switch (ch) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (ch < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", ch);
+          out += buf;
+        } else {
+          out += static_cast<char>(ch);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+bool is_2xx(int status) { return status >= 200 && status < 300; }
+
+}  // namespace
+
+class Agent;
+
+// One worker thread: its event loop, its agents, its histograms and records.
+class Worker final : public TimerTarget {
+ public:
+  Worker(int index, const EngineConfig& config, std::shared_ptr<const Workload> workload,
+         const sockaddr_storage& addr, socklen_t addr_len);
+  ~Worker() override;
+
+  void start() { thread_ = std::thread([this] { run(); }); }
+  void request_stop() {
+    stop_.store(true);
+    loop_.wake();
+  }
+  void join() {
+    if (thread_.joinable()) thread_.join();
+  }
+  void set_target(int64_t agents) {
+    target_.store(agents, std::memory_order_relaxed);
+    loop_.wake();
+  }
+
+  // Read side (any thread).
+  void add_to(EngineSnapshot& s) const;
+  void drain_into(std::vector<RequestRecord>& out) {
+    std::lock_guard<std::mutex> lock(records_mu_);
+    out.insert(out.end(), records_.begin(), records_.end());
+    records_.clear();
+  }
+
+  // Agent side (worker thread only).
+  void remove_agent(Agent* agent);  // back to the pool
+  EventLoop& loop() { return loop_; }
+  const EngineConfig& config() const { return config_; }
+  const Workload& workload() const { return *workload_; }
+  const sockaddr* addr() const { return reinterpret_cast<const sockaddr*>(&addr_); }
+  socklen_t addr_len() const { return addr_len_; }
+  char* read_buffer() { return read_buffer_.get(); }
+  std::mt19937_64& rng() { return rng_; }
+  int index() const { return index_; }
+  const std::string& json_prefix() const { return json_prefix_; }
+  const std::string& http_head_prefix() const { return http_head_prefix_; }
+  Histogram& itl() { return itl_; }
+  void commit(RequestRecord& rec);
+  void count_started() { started_.add(); in_flight_.store(in_flight_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
+
+ private:
+  void run();
+  void on_timer(uint64_t) override { adjust_agents(); }  // wake-up handler
+  void adjust_agents();
+
+  int index_;
+  const EngineConfig& config_;
+  std::shared_ptr<const Workload> workload_;
+  sockaddr_storage addr_;
+  socklen_t addr_len_;
+  EventLoop loop_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> target_{0};
+  std::unique_ptr<char[]> read_buffer_;
+  std::mt19937_64 rng_;
+  std::string json_prefix_;
+  std::string http_head_prefix_;
+  int64_t next_agent_seq_ = 0;
+
+  // Worker thread only. Agents are pooled: pool_ owns every Agent ever made, agents_ lists the live
+  // ones, free_ the reusable ones (an Agent is never freed while timers may still point to it).
+  std::vector<std::unique_ptr<Agent>> pool_;
+  std::vector<Agent*> agents_;
+  std::vector<Agent*> free_;
+  std::atomic<int64_t> live_{0};
+  std::atomic<int64_t> active_{0};
+  std::atomic<int64_t> in_flight_{0};
+
+  Histogram ttft_, itl_, e2e_, speed_;
+  Counter started_, ok_, failed_, events_, tokens_;
+  std::array<Counter, kErrorKindCount> by_kind_;
+  Counter dropped_;
+
+  std::mutex records_mu_;  // guards records_: pushed by the worker per request, drained by readers
+  std::vector<RequestRecord> records_;
+};
+
+// An agent: replays conversations turn by turn over its own HTTP/1.1 connection.
+class Agent final : public TimerTarget, public IoHandler, public StreamHandler {
+ public:
+  explicit Agent(Worker& w) : w_(w) {}
+  ~Agent() override { close_connection(); }
+
+  // (Re)starts this object as agent `id`: a fresh isolation prefix, a random conversation and
+  // (optionally) a random start turn. Agent objects are pooled and reused, never freed while the
+  // worker runs, so timers still queued for a previous use arrive here and are ignored (gen_).
+  void assign(int64_t id) {
+    id_ = id;
+    leaving = false;
+    ++gen_;
+    std::uniform_int_distribution<uint64_t> any;
+    char prefix[40];
+    std::snprintf(prefix, sizeof prefix, "[rid:%016llx] ", static_cast<unsigned long long>(any(w_.rng())));
+    prefix_ = prefix;
+    const Workload& wl = w_.workload();
+    conv_ = static_cast<int32_t>(std::uniform_int_distribution<size_t>(0, wl.conversations.size() - 1)(w_.rng()));
+    size_t turns = wl.conversations[conv_].turns.size();
+    turn_ = w_.config().random_start_turn
+                ? static_cast<int32_t>(std::uniform_int_distribution<size_t>(0, turns - 1)(w_.rng()))
+                : 0;
+  }
+
+  size_t slot = 0;  // index in the worker's agents_ vector
+  bool leaving = false;
+
+  int64_t id() const { return id_; }
+
+  // Spawn: open the connection first, so that the first request's TTFT holds no connect time;
+  // the first turn is scheduled when the connection is ready.
+  void begin() {
+    preconnect_ = true;
+    spawn_ns_ = now_ns();
+    if (!open_connection()) {
+      preconnect_ = false;
+      fail_connect(now_ns(), spawn_ns_);
+    }
+  }
+
+  // Leave now if idle, else after the in-flight request.
+  void leave() {
+    leaving = true;
+    if (!in_flight_ && !connecting_) w_.remove_agent(this);
+    if (connecting_ && preconnect_) w_.remove_agent(this);
+  }
+
+  // Back to the pool: no connection, no live timer.
+  void release() {
+    close_connection();
+    in_flight_ = false;
+    connecting_ = false;
+    preconnect_ = false;
+    ++gen_;
+  }
+
+  // Engine stop: the in-flight request becomes a cancelled record.
+  void cancel() {
+    if (in_flight_) finish(ErrorKind::kCancelled, now_ns());
+    close_connection();
+  }
+
+  // Timers: token = generation << 1 | kind (0: send the next turn, 1: request timeout).
+  void on_timer(uint64_t token) override {
+    if ((token >> 1) != gen_) return;  // stale
+    if (token & 1) {
+      if (in_flight_) {
+        if (session_) session_->abandon(stream_id_);
+        close_connection();
+        finish(ErrorKind::kTimeout, now_ns());
+      }
+    } else if (!in_flight_ && !leaving) {
+      send_request();
+    }
+  }
+
+  void on_io(uint32_t events) override {
+    if (fd_ < 0) return;  // stale event for a connection closed earlier in this batch
+    if (connecting_) {
+      if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+      int err = 0;
+      socklen_t len = sizeof err;
+      getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err != 0) {
+        close_connection();
+        if (preconnect_) {
+          preconnect_ = false;
+          fail_connect(now_ns(), spawn_ns_);
+        } else {
+          finish(ErrorKind::kConnect, now_ns());
+        }
+        return;
+      }
+      connecting_ = false;
+      if (preconnect_) {
+        preconnect_ = false;
+        if (leaving) {
+          w_.remove_agent(this);
+          return;
+        }
+        scheduled_ns_ = now_ns();
+        send_request();
+        return;
+      }
+      flush();
+      if (fd_ < 0) return;
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) read_ready();
+    if (fd_ >= 0 && (events & EPOLLOUT)) flush();
+  }
+
+  // StreamHandler (called from inside session_->on_read on this thread).
+  void on_response_headers(int status, int64_t now) override {
+    rec_.http_status = status;
+    rec_.first_byte_ns = now;
+  }
+  void on_response_data(const char* data, size_t n, int64_t now) override {
+    if (!is_2xx(rec_.http_status)) return;
+    sse_.feed(data, n, [&](const SseEvent& ev) {
+      if (ev.has_output) {
+        if (rec_.first_token_ns == 0) {
+          rec_.first_token_ns = now;
+        } else {
+          w_.itl().record(static_cast<uint64_t>(now - rec_.last_token_ns));
+        }
+        rec_.last_token_ns = now;
+        ++rec_.output_events;
+      }
+      if (ev.has_usage) {
+        if (ev.usage.completion_tokens >= 0) usage_completion_ = ev.usage.completion_tokens;
+        if (ev.usage.prompt_tokens >= 0) rec_.prompt_tokens = ev.usage.prompt_tokens;
+        if (ev.usage.cached_tokens >= 0) rec_.cached_tokens = ev.usage.cached_tokens;
+      }
+      stream_error_ |= ev.error;
+      malformed_ |= ev.malformed;
+    });
+  }
+  void on_response_complete(int64_t now) override {
+    ErrorKind kind = ErrorKind::kNone;
+    if (!is_2xx(rec_.http_status)) kind = ErrorKind::kHttpStatus;
+    else if (malformed_) kind = ErrorKind::kSseMalformed;
+    else if (stream_error_) kind = ErrorKind::kStreamError;
+    else if (rec_.output_events == 0) kind = ErrorKind::kNoOutput;
+    finish(kind, now);
+  }
+  void on_stream_failed(ErrorKind kind, int64_t now) override { finish(kind, now); }
+
+ private:
+  bool open_connection() {
+    fd_ = socket(w_.addr()->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) return false;
+    int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    int r = connect(fd_, w_.addr(), w_.addr_len());
+    if (r < 0 && errno != EINPROGRESS) {
+      ::close(fd_);
+      fd_ = -1;
+      return false;
+    }
+    connecting_ = true;
+    want_out_ = true;
+    session_ = make_session(w_.config().protocol);
+    if (w_.loop().add(fd_, EPOLLIN | EPOLLOUT, this) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+      connecting_ = false;
+      return false;
+    }
+    return true;
+  }
+
+  void close_connection() {
+    if (fd_ < 0) return;
+    w_.loop().remove(fd_);
+    ::close(fd_);
+    fd_ = -1;
+    connecting_ = false;
+    want_out_ = false;
+  }
+
+  // A connect at spawn failed: one kConnect record for the first turn, retried after a pause.
+  void fail_connect(int64_t now, int64_t scheduled) {
+    scheduled_ns_ = scheduled;
+    start_record();
+    w_.count_started();
+    in_flight_ = true;
+    finish(ErrorKind::kConnect, now);
+  }
+
+  void start_record() {
+    std::memset(&rec_, 0, sizeof rec_);
+    rec_.scheduled_ns = scheduled_ns_;
+    rec_.prompt_tokens = -1;
+    rec_.cached_tokens = -1;
+    rec_.agent_id = id_;
+    rec_.conversation = conv_;
+    rec_.turn = turn_;
+    rec_.worker = w_.index();
+    const TurnSpec& turn = w_.workload().conversations[conv_].turns[turn_];
+    rec_.max_tokens = turn.max_tokens;
+    usage_completion_ = -1;
+    stream_error_ = false;
+    malformed_ = false;
+    sse_.reset();
+  }
+
+  void build_request() {
+    const Workload& wl = w_.workload();
+    const Conversation& conv = wl.conversations[conv_];
+    const TurnSpec& turn = conv.turns[turn_];
+    json_ = w_.json_prefix();
+    char num[64];
+    if (turn.max_tokens >= 0) {
+      std::snprintf(num, sizeof num, ",\"max_tokens\":%d", turn.max_tokens);
+      json_ += num;
+    }
+    if (turn.min_tokens >= 0) {
+      std::snprintf(num, sizeof num, ",\"min_tokens\":%d", turn.min_tokens);
+      json_ += num;
+    }
+    json_ += ",\"messages\":[";
+    bool isolate = w_.config().cache_isolation && conv.insert_at >= 0 &&
+                   static_cast<uint32_t>(conv.insert_at) <= turn.fragment_end;
+    uint64_t body = json_.size() + conv.cumulative_bytes[turn.fragment_end] + 2 + (isolate ? prefix_.size() : 0);
+    head_ = w_.http_head_prefix();
+    std::snprintf(num, sizeof num, "Content-Length: %llu\r\n\r\n", static_cast<unsigned long long>(body));
+    head_ += num;
+    rec_.request_bytes = static_cast<int64_t>(body);
+
+    iov_.clear();
+    iov_.push_back({head_.data(), head_.size()});
+    iov_.push_back({json_.data(), json_.size()});
+    for (uint32_t i = 0; i < turn.fragment_end; ++i) {
+      if (isolate && static_cast<int32_t>(i) == conv.insert_at) iov_.push_back({prefix_.data(), prefix_.size()});
+      const std::string& f = conv.fragments[i];
+      iov_.push_back({const_cast<char*>(f.data()), f.size()});
+    }
+    if (isolate && static_cast<uint32_t>(conv.insert_at) == turn.fragment_end)
+      iov_.push_back({prefix_.data(), prefix_.size()});
+    static const char kTail[] = "]}";
+    iov_.push_back({const_cast<char*>(kTail), 2});
+  }
+
+  void send_request() {
+    start_record();
+    build_request();
+    w_.count_started();
+    in_flight_ = true;
+    ++gen_;
+    w_.loop().schedule(scheduled_ns_ + w_.config().request_timeout_ns, this, (gen_ << 1) | 1);
+    if (fd_ < 0 || (session_ && !session_->reusable())) {
+      close_connection();
+      rec_.flags |= kFlagNewConnection;
+      if (!open_connection()) {
+        finish(ErrorKind::kConnect, now_ns());
+        return;
+      }
+    }
+    stream_id_ = session_->submit(iov_.data(), iov_.size(), this);
+    if (!connecting_) flush();
+  }
+
+  void flush() {
+    iovec iov[kMaxIovPerWrite];
+    while (fd_ >= 0) {
+      size_t n = session_->pending_output(iov, kMaxIovPerWrite);
+      if (n == 0) break;
+      if (rec_.sent_ns == 0 && in_flight_) rec_.sent_ns = now_ns();
+      ssize_t w = writev(fd_, iov, static_cast<int>(n));
+      if (w < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          set_want_out(true);
+          return;
+        }
+        ErrorKind kind = (errno == EPIPE || errno == ECONNRESET) ? ErrorKind::kReset : ErrorKind::kWrite;
+        session_->abandon(stream_id_);
+        close_connection();
+        if (in_flight_) finish(kind, now_ns());
+        return;
+      }
+      session_->consumed_output(static_cast<size_t>(w));
+    }
+    set_want_out(false);
+  }
+
+  void set_want_out(bool want) {
+    if (want == want_out_ || fd_ < 0) return;
+    want_out_ = want;
+    w_.loop().modify(fd_, EPOLLIN | (want ? uint32_t{EPOLLOUT} : 0u), this);
+  }
+
+  void read_ready() {
+    char* buf = w_.read_buffer();
+    while (fd_ >= 0) {
+      ssize_t n = ::read(fd_, buf, kReadBufferBytes);
+      int64_t now = now_ns();
+      if (n > 0) {
+        if (!session_->on_read(buf, static_cast<size_t>(n), now)) {
+          close_connection();
+          return;
+        }
+        if (!session_->reusable() && session_->active_streams() == 0) {
+          close_connection();
+          return;
+        }
+        if (static_cast<size_t>(n) < kReadBufferBytes) return;  // drained (level-triggered anyway)
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      if (n < 0 && errno == EINTR) continue;
+      ErrorKind kind = n == 0 ? ErrorKind::kTruncated : ErrorKind::kReset;
+      std::unique_ptr<Session> s = std::move(session_);
+      close_connection();
+      s->on_close(kind, now);  // fails (or completes) the stream in flight, if any
+      return;
+    }
+  }
+
+  // Ends the current request: one record, then the next turn (or leaving).
+  void finish(ErrorKind kind, int64_t now) {
+    if (!in_flight_) return;
+    in_flight_ = false;
+    ++gen_;  // invalidates the timeout timer
+    rec_.done_ns = now;
+    rec_.error_kind = static_cast<uint8_t>(kind);
+    if (usage_completion_ >= 0) {
+      rec_.output_tokens = usage_completion_;
+    } else {
+      rec_.output_tokens = rec_.output_events;
+      rec_.flags |= kFlagTokensEstimated;
+    }
+    const TurnSpec& turn = w_.workload().conversations[conv_].turns[turn_];
+    if (kind == ErrorKind::kNone && w_.config().protocol == Protocol::kHttp1 && turn.max_tokens > 0 &&
+        (turn.min_tokens > 0 || w_.workload().request.ignore_eos) && rec_.output_tokens < turn.max_tokens)
+      rec_.flags |= kFlagUnderGenerated;
+    w_.commit(rec_);
+
+    if (kind == ErrorKind::kCancelled) return;
+    if (leaving) {
+      w_.remove_agent(this);
+      return;
+    }
+    if (kind != ErrorKind::kNone && kind != ErrorKind::kHttpStatus && kind != ErrorKind::kNoOutput &&
+        kind != ErrorKind::kStreamError && kind != ErrorKind::kSseMalformed)
+      close_connection();
+    int64_t delay = turn.tool_delay_ns;
+    if (kind == ErrorKind::kConnect) {
+      // The request never reached the server: retry the same turn after a pause.
+      delay = std::max(delay, w_.config().connect_retry_ns);
+    } else {
+      advance_turn();
+    }
+    scheduled_ns_ = now + delay;
+    // Never send from inside a callback: a timer at (or before) now fires at the end of this
+    // loop iteration.
+    w_.loop().schedule(scheduled_ns_, this, gen_ << 1);
+  }
+
+  void advance_turn() {
+    const Workload& wl = w_.workload();
+    if (static_cast<size_t>(turn_ + 1) < wl.conversations[conv_].turns.size()) {
+      ++turn_;
+      return;
+    }
+    conv_ = static_cast<int32_t>(std::uniform_int_distribution<size_t>(0, wl.conversations.size() - 1)(w_.rng()));
+    turn_ = 0;
+  }
+
+  Worker& w_;
+  int64_t id_ = -1;
+  int32_t conv_ = 0;
+  int32_t turn_ = 0;
+  std::string prefix_;
+  int fd_ = -1;
+  bool connecting_ = false;
+  bool preconnect_ = false;
+  bool want_out_ = false;
+  bool in_flight_ = false;
+  bool stream_error_ = false;
+  bool malformed_ = false;
+  int64_t usage_completion_ = -1;
+  int64_t spawn_ns_ = 0;
+  int64_t scheduled_ns_ = 0;
+  uint64_t gen_ = 0;
+  int32_t stream_id_ = 0;
+  std::unique_ptr<Session> session_;
+  SseParser sse_;
+  RequestRecord rec_{};
+  std::string json_;
+  std::string head_;
+  std::vector<iovec> iov_;
+};
+
+Worker::Worker(int index, const EngineConfig& config, std::shared_ptr<const Workload> workload,
+               const sockaddr_storage& addr, socklen_t addr_len)
+    : index_(index),
+      config_(config),
+      workload_(std::move(workload)),
+      addr_(addr),
+      addr_len_(addr_len),
+      read_buffer_(new char[kReadBufferBytes]),
+      rng_(config.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(index) + 1) {
+  loop_.set_wake_handler(this);
+  const RequestOptions& ro = workload_->request;
+  json_prefix_ = "{\"model\":" + json_string(ro.model) + ",\"stream\":true";
+  if (ro.include_usage) json_prefix_ += ",\"stream_options\":{\"include_usage\":true}";
+  if (ro.ignore_eos) json_prefix_ += ",\"ignore_eos\":true";
+  if (!ro.extra_body.empty()) json_prefix_ += "," + ro.extra_body;
+  std::string host = config_.host_header.empty() ? config_.host + ":" + std::to_string(config_.port)
+                                                 : config_.host_header;
+  http_head_prefix_ = "POST " + ro.path + " HTTP/1.1\r\nHost: " + host +
+                      "\r\nContent-Type: application/json\r\nAccept: text/event-stream\r\n";
+  if (!config_.authorization.empty()) http_head_prefix_ += "Authorization: " + config_.authorization + "\r\n";
+}
+
+Worker::~Worker() {
+  request_stop();
+  join();
+}
+
+void Worker::run() {
+  adjust_agents();
+  while (!stop_.load(std::memory_order_relaxed)) {
+    loop_.run_once(-1);
+  }
+  for (Agent* a : agents_) a->cancel();
+  in_flight_.store(0);
+  agents_.clear();
+  free_.clear();
+  pool_.clear();
+  live_.store(0);
+  active_.store(0);
+}
+
+void Worker::adjust_agents() {
+  if (stop_.load(std::memory_order_relaxed)) return;
+  int64_t target = target_.load(std::memory_order_relaxed);
+  int64_t active = active_.load(std::memory_order_relaxed);
+  while (active < target) {
+    int64_t id = next_agent_seq_++ * config_.workers + index_;
+    Agent* a;
+    if (free_.empty()) {
+      pool_.push_back(std::make_unique<Agent>(*this));
+      a = pool_.back().get();
+    } else {
+      a = free_.back();
+      free_.pop_back();
+    }
+    a->assign(id);
+    a->slot = agents_.size();
+    agents_.push_back(a);
+    ++active;
+    live_.store(static_cast<int64_t>(agents_.size()), std::memory_order_relaxed);
+    active_.store(active, std::memory_order_relaxed);
+    a->begin();
+  }
+  for (size_t i = agents_.size(); i > 0 && active > target; --i) {
+    Agent* a = agents_[i - 1];
+    if (a->leaving) continue;
+    --active;
+    active_.store(active, std::memory_order_relaxed);
+    a->leave();  // may remove the agent (swap with the last), which is at or after i-1
+  }
+}
+
+void Worker::remove_agent(Agent* agent) {
+  size_t slot = agent->slot;
+  if (slot >= agents_.size() || agents_[slot] != agent) return;
+  if (!agent->leaving) active_.store(active_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  agent->leaving = true;
+  agent->release();
+  free_.push_back(agent);
+  if (slot + 1 != agents_.size()) {
+    agents_[slot] = agents_.back();
+    agents_[slot]->slot = slot;
+  }
+  agents_.pop_back();
+  live_.store(static_cast<int64_t>(agents_.size()), std::memory_order_relaxed);
+}
+
+void Worker::commit(RequestRecord& rec) {
+  in_flight_.store(in_flight_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  events_.add(static_cast<uint64_t>(rec.output_events));
+  auto kind = static_cast<ErrorKind>(rec.error_kind);
+  if (kind == ErrorKind::kNone) {
+    ok_.add();
+    tokens_.add(static_cast<uint64_t>(rec.output_tokens));
+    ttft_.record(static_cast<uint64_t>(rec.first_token_ns - rec.scheduled_ns));
+    e2e_.record(static_cast<uint64_t>(rec.done_ns - rec.scheduled_ns));
+    int64_t span = rec.last_token_ns - rec.first_token_ns;
+    if (rec.output_tokens > 1 && span > 0)
+      speed_.record(static_cast<uint64_t>(static_cast<double>(rec.output_tokens - 1) * 1e12 / static_cast<double>(span)));
+  } else {
+    failed_.add();
+  }
+  by_kind_[rec.error_kind].add();
+  std::lock_guard<std::mutex> lock(records_mu_);
+  if (records_.size() >= config_.record_buffer_limit) {
+    records_.erase(records_.begin());
+    dropped_.add();
+  }
+  records_.push_back(rec);
+}
+
+void Worker::add_to(EngineSnapshot& s) const {
+  s.agents_live += live_.load(std::memory_order_relaxed);
+  s.agents_active += active_.load(std::memory_order_relaxed);
+  s.requests_in_flight += in_flight_.load(std::memory_order_relaxed);
+  s.requests_started += started_.get();
+  s.requests_ok += ok_.get();
+  s.requests_failed += failed_.get();
+  for (int k = 0; k < kErrorKindCount; ++k) s.failures_by_kind[k] += by_kind_[k].get();
+  s.output_events += events_.get();
+  s.output_tokens += tokens_.get();
+  s.records_dropped += dropped_.get();
+  s.ttft_ns.merge(ttft_.snapshot());
+  s.itl_ns.merge(itl_.snapshot());
+  s.e2e_ns.merge(e2e_.snapshot());
+  s.output_speed_mtps.merge(speed_.snapshot());
+}
+
+// ---------------------------------------------------------------------------------------------
+
+Engine::Engine(EngineConfig config, std::shared_ptr<const Workload> workload)
+    : config_(std::move(config)), workload_(std::move(workload)) {
+  if (!workload_ || workload_->conversations.empty()) throw std::invalid_argument("the workload is empty");
+  for (const Conversation& c : workload_->conversations)
+    if (c.cumulative_bytes.size() != c.fragments.size() + 1)
+      throw std::invalid_argument("the workload was not finalized (call Workload::finalize())");
+  if (config_.workers < 1) throw std::invalid_argument("workers must be >= 1");
+  if (config_.request_timeout_ns <= 0) throw std::invalid_argument("request_timeout_ns must be > 0");
+}
+
+Engine::~Engine() { stop(); }
+
+void Engine::start() {
+  if (running_.load()) return;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  std::string port = std::to_string(config_.port);
+  int rc = getaddrinfo(config_.host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0 || !res)
+    throw std::runtime_error("cannot resolve host '" + config_.host + "': " + gai_strerror(rc));
+  sockaddr_storage addr{};
+  std::memcpy(&addr, res->ai_addr, res->ai_addrlen);
+  socklen_t len = res->ai_addrlen;
+  freeaddrinfo(res);
+
+  workers_.clear();
+  for (int i = 0; i < config_.workers; ++i)
+    workers_.push_back(std::make_unique<Worker>(i, config_, workload_, addr, len));
+  running_.store(true);
+  set_concurrency(target_.load());
+  for (auto& w : workers_) w->start();
+}
+
+void Engine::set_concurrency(int64_t agents) {
+  if (agents < 0) agents = 0;
+  target_.store(agents);
+  if (!running_.load()) return;
+  int64_t n = static_cast<int64_t>(workers_.size());
+  for (int64_t i = 0; i < n; ++i) workers_[i]->set_target(agents / n + (i < agents % n ? 1 : 0));
+}
+
+void Engine::stop() {
+  if (!running_.exchange(false)) return;
+  for (auto& w : workers_) w->request_stop();
+  for (auto& w : workers_) w->join();
+  // Keep the workers (and their final records and counters) readable until the next start().
+}
+
+EngineSnapshot Engine::snapshot() const {
+  EngineSnapshot s;
+  s.taken_ns = now_ns();
+  s.agents_target = target_.load();
+  for (const auto& w : workers_) w->add_to(s);
+  return s;
+}
+
+std::vector<RequestRecord> Engine::drain_records() {
+  std::vector<RequestRecord> out;
+  for (auto& w : workers_) w->drain_into(out);
+  return out;
+}
+
+}  // namespace agentperf

@@ -1,0 +1,120 @@
+// HTTP/1.1 implementation of Session: one request at a time per connection (no pipelining).
+#include <algorithm>
+#include <vector>
+
+#include "agentperf/http1_parser.h"
+#include "agentperf/session.h"
+
+namespace agentperf {
+namespace {
+
+class Http1Session final : public Session, private Http1Callbacks {
+ public:
+  bool can_submit() const override { return handler_ == nullptr && reusable_; }
+
+  int32_t submit(const iovec* slices, size_t count, StreamHandler* handler) override {
+    if (!can_submit()) return -1;
+    out_.assign(slices, slices + count);
+    out_pos_ = 0;
+    handler_ = handler;
+    parser_.reset();
+    return ++stream_id_;
+  }
+
+  bool on_read(const char* data, size_t n, int64_t now_ns) override {
+    now_ns_ = now_ns;
+    if (!handler_) {
+      // Bytes nobody asked for (or after an abandoned stream): the connection is out of step.
+      reusable_ = false;
+      return false;
+    }
+    size_t used = parser_.feed(data, n, *this);
+    if (parser_.error() != Http1ParseError::kNone) {
+      fail(ErrorKind::kProtocol);
+      reusable_ = false;
+      return false;
+    }
+    if (parser_.complete() && used < n) reusable_ = false;  // unexpected extra bytes
+    return reusable_ || handler_ != nullptr;
+  }
+
+  void on_close(ErrorKind kind, int64_t now_ns) override {
+    now_ns_ = now_ns;
+    reusable_ = false;
+    if (!handler_) return;
+    if (kind == ErrorKind::kTruncated) {
+      if (parser_.on_eof(*this) == Http1ParseError::kNone && !handler_) return;  // close-delimited
+    }
+    fail(kind);
+  }
+
+  size_t pending_output(iovec* out, size_t max) override {
+    size_t n = std::min(max, out_.size() - out_pos_);
+    std::copy_n(out_.begin() + static_cast<ptrdiff_t>(out_pos_), n, out);
+    return n;
+  }
+
+  void consumed_output(size_t n) override {
+    while (n > 0 && out_pos_ < out_.size()) {
+      iovec& v = out_[out_pos_];
+      if (n >= v.iov_len) {
+        n -= v.iov_len;
+        ++out_pos_;
+      } else {
+        v.iov_base = static_cast<char*>(v.iov_base) + n;
+        v.iov_len -= n;
+        n = 0;
+      }
+    }
+  }
+
+  bool reusable() const override { return reusable_; }
+  size_t active_streams() const override { return handler_ ? 1 : 0; }
+
+  void abandon(int32_t) override {
+    handler_ = nullptr;
+    reusable_ = false;
+    out_.clear();
+    out_pos_ = 0;
+  }
+
+ private:
+  void on_http_headers(int status_code) override { handler_->on_response_headers(status_code, now_ns_); }
+  void on_http_body(const char* data, size_t n) override { handler_->on_response_data(data, n, now_ns_); }
+  void on_http_complete() override {
+    StreamHandler* h = handler_;
+    handler_ = nullptr;
+    if (parser_.connection_close()) reusable_ = false;
+    if (out_pos_ < out_.size()) reusable_ = false;  // answered before the whole request was written
+    out_.clear();
+    out_pos_ = 0;
+    h->on_response_complete(now_ns_);
+  }
+  void fail(ErrorKind kind) {
+    StreamHandler* h = handler_;
+    handler_ = nullptr;
+    out_.clear();
+    out_pos_ = 0;
+    if (h) h->on_stream_failed(kind, now_ns_);
+  }
+
+  Http1ResponseParser parser_;
+  StreamHandler* handler_ = nullptr;
+  std::vector<iovec> out_;
+  size_t out_pos_ = 0;
+  int32_t stream_id_ = 0;
+  int64_t now_ns_ = 0;
+  bool reusable_ = true;
+};
+
+}  // namespace
+
+std::unique_ptr<Session> make_session(Protocol protocol) {
+  switch (protocol) {
+    case Protocol::kHttp1:
+      return std::make_unique<Http1Session>();
+  }
+  return nullptr;
+}
+
+}  // namespace agentperf

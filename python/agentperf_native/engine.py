@@ -1,0 +1,129 @@
+"""Pythonic wrapper over the native engine: start, change concurrency, snapshot, drain records.
+
+No Python runs per token: the native workers stamp and store integers; Python polls
+:meth:`Engine.snapshot` and drains :meth:`Engine.drain_records` as a numpy structured array.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _core
+from .endpoint import Endpoint
+from .workload import EncodedWorkload
+
+#: The dtype of one request record; field names, types and offsets come from the C++ struct.
+RECORD_DTYPE = np.dtype(
+    {
+        "names": [f[0] for f in _core.record_fields()],
+        "formats": [f[1] for f in _core.record_fields()],
+        "offsets": [f[2] for f in _core.record_fields()],
+        "itemsize": _core.RECORD_ITEMSIZE,
+    }
+)
+
+#: Error kind names, indexed by the ``error_kind`` field of a record.
+ERROR_KINDS: list[str] = list(_core.ERROR_KINDS)
+FLAG_TOKENS_ESTIMATED = _core.FLAG_TOKENS_ESTIMATED
+FLAG_NEW_CONNECTION = _core.FLAG_NEW_CONNECTION
+FLAG_UNDER_GENERATED = _core.FLAG_UNDER_GENERATED
+
+
+def now_ns() -> int:
+    """The monotonic clock (CLOCK_MONOTONIC, ns) that every record's timestamps use."""
+    return _core.now_ns()
+
+
+def default_workers() -> int:
+    """One worker per two cores (the server under test often shares the machine), at least one."""
+    return max(1, min(16, (os.cpu_count() or 2) // 2))
+
+
+@dataclass
+class Snapshot:
+    """A point-in-time view of the engine (totals since start). Histograms are ``_core.HistogramSnapshot``."""
+
+    taken_ns: int
+    agents_target: int
+    agents_live: int
+    agents_active: int
+    requests_in_flight: int
+    requests_started: int
+    requests_ok: int
+    requests_failed: int
+    requests_by_kind: dict[str, int]
+    output_events: int
+    output_tokens: int
+    records_dropped: int
+    ttft_ns: Any
+    itl_ns: Any
+    e2e_ns: Any
+    output_speed_mtps: Any
+
+
+class Engine:
+    """Closed-loop replay of a workload against one endpoint at a settable concurrency.
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`. Every method releases the
+    GIL while the native side works; none blocks longer than a thread join.
+    """
+
+    def __init__(self, url: str | Endpoint, workload: EncodedWorkload, concurrency: int = 0, *,
+                 workers: int | None = None, api_key: str | None = None, request_timeout_s: float = 600.0,
+                 seed: int = 1, random_start_turn: bool = True, cache_isolation: bool = True) -> None:
+        self.endpoint = url if isinstance(url, Endpoint) else Endpoint.parse(url)
+        self.workload = workload
+        self.workers = workers or default_workers()
+        if request_timeout_s <= 0:
+            raise ValueError("request_timeout_s must be > 0")
+        self._core = _core.Engine(
+            workload.core,
+            host=self.endpoint.host,
+            port=self.endpoint.port,
+            authorization=f"Bearer {api_key}" if api_key else "",
+            workers=self.workers,
+            request_timeout_ns=int(request_timeout_s * 1e9),
+            seed=seed,
+            random_start_turn=random_start_turn,
+            cache_isolation=cache_isolation,
+        )
+        self._core.set_concurrency(int(concurrency))
+
+    def start(self) -> "Engine":
+        self._core.start()
+        return self
+
+    def stop(self) -> None:
+        """Stops every worker; in-flight requests become ``cancelled`` records (drain them after)."""
+        self._core.stop()
+
+    def set_concurrency(self, agents: int) -> None:
+        if agents < 0:
+            raise ValueError("concurrency must be >= 0")
+        self._core.set_concurrency(int(agents))
+
+    @property
+    def concurrency(self) -> int:
+        return self._core.concurrency
+
+    @property
+    def running(self) -> bool:
+        return self._core.running
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(**self._core.snapshot())
+
+    def drain_records(self) -> np.ndarray:
+        """Records finished since the last call, as a structured array of :data:`RECORD_DTYPE`."""
+        raw = self._core.drain_records()
+        return raw.reshape(-1).view(RECORD_DTYPE) if raw.size else np.empty(0, dtype=RECORD_DTYPE)
+
+    def __enter__(self) -> "Engine":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
