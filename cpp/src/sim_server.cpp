@@ -355,7 +355,7 @@ class SimConn final : public IoHandler, public TimerTarget {
         close_fd(false);
         return;
       }
-      if (next_event_ == half && fault_ == Fault::kMalformed) append_chunk(out_, "data: {oops this is not json\n\n");
+      if (next_event_ == half && fault_ == Fault::kMalformed) append_chunk(out_, "data: <html>upstream sent garbage</html>\n\n");
       int32_t k = std::min(cfg.tokens_per_chunk, tokens_ - sent_tokens_);
       append_chunk(out_, chat_ ? w_.chat_token() : w_.text_token());
       sent_tokens_ += k;

@@ -16,13 +16,15 @@
 //     "completion_tokens" and "cached_tokens" (inside prompt_tokens_details) or llama.cpp/DeepSeek's
 //     "prompt_cache_hit_tokens" figures; a figure that is absent is -1.
 //   - done: the data is exactly "[DONE]".
-//   - error: a top-level "error" key, or `event: error`.
+//   - error: a top-level "error" key (whose value is not null or false), or `event: error`.
 //   - malformed: the data is neither "[DONE]" nor starts (after whitespace) with '{'.
 // Events are never counted as tokens: output token counts come from usage.
 //
 // Thread safety: none; one parser per stream, owned by the thread that feeds it.
-// Allocation: the parser keeps one internal buffer for a partial line/event, reused across feeds;
-// a complete event that lies wholly inside one feed is inspected in place without copying.
+// Allocation: the parser keeps two internal buffers, reused across feeds and events: one for a
+// line that spans feeds, one for an event's data that spans feeds or data lines. A
+// complete single-data-line event that lies wholly inside one feed is inspected in place, without
+// copying; inspect_sse_data never allocates.
 #pragma once
 
 #include <cstddef>
@@ -56,22 +58,40 @@ SseEvent inspect_sse_data(std::string_view data);
 class SseParser {
  public:
   /// Feeds `n` bytes; calls `on_event(const SseEvent&)` for every event completed by them, in order.
-  /// Never blocks. The callback must not feed this parser.
+  /// Never blocks. The callback must not feed this parser (it may call reset(), which drops the
+  /// rest of the current feed).
   template <class F>
   void feed(const char* data, size_t n, F&& on_event);
 
-  /// Forgets any partial event (start of a new response).
+  /// Forgets any partial event (start of a new response). Keeps the buffers' capacity unless one
+  /// grew past 64 KiB.
   void reset();
-  /// True when bytes of an unfinished event are buffered (used to tell a clean end from a cut one).
-  bool has_partial() const { return !line_.empty() || !data_.empty() || saw_data_; }
+  /// True when bytes of an unfinished event are buffered (used to tell a clean end from a cut one):
+  /// an unterminated line, or field lines of an event whose closing blank line has not come yet.
+  bool has_partial() const { return !line_.empty() || in_event_; }
 
  private:
-  // Implementation state; see sse_parser.cpp. Kept public-in-header so feed<F> can be inlined.
-  bool process_line(std::string_view line, SseEvent* out);  // returns true when an event completed
-  std::string line_;   ///< bytes of the current unterminated line
-  std::string data_;   ///< joined data of the current event when it spans feeds/lines
-  bool saw_data_ = false;
-  bool event_error_ = false;
+  // feed<F> (sse_parser_inl.h) is a thin loop over these non-template steps (sse_parser.cpp).
+  void begin_feed(const char* data, size_t n);
+  /// Consumes lines of the current feed until one event completes (true, *out filled) or the feed
+  /// is used up (false; an unterminated tail line is kept in line_, in-place data copied to data_).
+  bool next_event(SseEvent* out);
+  /// Handles one complete line (without its terminator). `in_place`: the line lies in the caller's
+  /// buffer for the rest of this feed (not in line_). Returns true when the line completed an event.
+  bool process_line(std::string_view line, bool in_place, SseEvent* out);
+  void save_pending();
+
+  std::string line_;  ///< bytes of the current unterminated line (spanning feeds)
+  std::string data_;  ///< joined data of the current event when it cannot be viewed in place
+  std::string_view pending_;    ///< the event's data, in place in the current feed's buffer
+  const char* cur_ = nullptr;   ///< next unconsumed byte of the current feed
+  const char* end_ = nullptr;   ///< end of the current feed
+  const char* next_lf_ = nullptr;  ///< first '\n' at or after cur_ (end_ if none); cached
+  const char* next_cr_ = nullptr;  ///< first '\r' at or after cur_ (end_ if none); cached
+  bool saw_data_ = false;     ///< the current event has at least one data line
+  bool data_in_place_ = false;  ///< the event's data is pending_ (else data_)
+  bool in_event_ = false;     ///< a field line of an unfinished event has been seen
+  bool event_error_ = false;  ///< `event: error` seen for the current event
   bool last_was_cr_ = false;  ///< previous feed ended with CR: a leading LF belongs to it
 };
 

@@ -1,0 +1,361 @@
+#!/usr/bin/env python3
+"""Client overhead: output events ingested per client CPU-second, for three clients.
+
+Each client reads the same paced streams from the native simulated server (``serve-sim``, TTFT 0,
+one event every ``--itl``, ``--tokens`` tokens per response) over ``--streams`` keep-alive
+connections, sending the next request as soon as a response ends:
+
+* ``raw_c``  - benchmarks/raw_epoll_reader.c, a raw epoll reader that only counts (the floor);
+* ``engine`` - agentperf_native.Engine (one worker thread + the Python polling thread);
+* ``python`` - benchmarks/python_uvloop_client.py, a plain asyncio/uvloop client that de-chunks,
+               splits SSE events and json.loads each one.
+
+The server runs as its own process pinned to ``--server-cpu``; each client runs pinned to
+``--client-cpu``. A fresh server is started for each client run. Every client warms up for
+``--warmup`` seconds, then measures ``--duration`` seconds: output events (events that carry
+output text) and its own CPU time (getrusage RUSAGE_SELF, user + system). The runner prints a
+table, the ratios engine/python and raw_c/engine against the targets, and fails (exit 1) when a
+client received no events or saw errors.
+
+Run it with the Python that has agentperf_native and uvloop installed::
+
+    python benchmarks/bench_ingest.py --streams 1000 --duration 20 --repeat 3 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RAW_SRC = HERE / "raw_epoll_reader.c"
+DEFAULT_RAW_BIN = HERE / "build" / "raw_epoll_reader"
+
+TARGET_ENGINE_OVER_PYTHON = 10.0  # the engine ingests >= 10x the events per CPU-second of Python
+TARGET_RAW_OVER_ENGINE = 2.0      # ... and is within 2x of the raw C reader
+
+CLIENTS = ("raw_c", "engine", "python")
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+# --------------------------------------------------------------------------------------------
+# Building the raw reader
+
+
+def build_raw(bin_path: Path, how: str) -> Path:
+    """Builds raw_epoll_reader when missing or older than its source; returns the binary's path."""
+    if bin_path.exists() and bin_path.stat().st_mtime >= RAW_SRC.stat().st_mtime:
+        return bin_path
+    bin_path.parent.mkdir(parents=True, exist_ok=True)
+    if how == "cmake":
+        build_dir = bin_path.parent / "cmake"
+        subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release",
+                        "-DAGENTPERF_BUILD_PYTHON=OFF", "-DAGENTPERF_BUILD_BENCHMARKS=ON"], check=True,
+                       stdout=subprocess.DEVNULL)
+        subprocess.run(["cmake", "--build", str(build_dir), "--target", "raw_epoll_reader"], check=True,
+                       stdout=subprocess.DEVNULL)
+        shutil.copy2(build_dir / "raw_epoll_reader", bin_path)
+    else:
+        cc = os.environ.get("CC", "cc")
+        subprocess.run([cc, "-O2", "-Wall", "-o", str(bin_path), str(RAW_SRC)], check=True)
+    print(f"built {bin_path} ({how})", file=sys.stderr)
+    return bin_path
+
+
+# --------------------------------------------------------------------------------------------
+# Processes, pinning, CPU accounting
+
+
+def pin_fn(cpu: int | None):
+    if cpu is None:
+        return None
+    return lambda: os.sched_setaffinity(0, {cpu})
+
+
+def plan_pinning(args) -> dict:
+    """Which CPUs the server and the clients run on, or why they are not pinned."""
+    if args.no_pin:
+        return {"pinned": False, "why": "--no-pin", "server_cpu": None, "client_cpu": None}
+    if not hasattr(os, "sched_setaffinity"):
+        return {"pinned": False, "why": "os.sched_setaffinity is unavailable", "server_cpu": None, "client_cpu": None}
+    allowed = sorted(os.sched_getaffinity(0))
+    if args.server_cpu not in allowed or args.client_cpu not in allowed or args.server_cpu == args.client_cpu:
+        return {"pinned": False, "why": f"CPUs {args.server_cpu}/{args.client_cpu} not both available in {allowed}",
+                "server_cpu": None, "client_cpu": None}
+    return {"pinned": True, "why": "", "server_cpu": args.server_cpu, "client_cpu": args.client_cpu,
+            "allowed_cpus": allowed}
+
+
+def proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (all its threads), from /proc/PID/stat."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+class Server:
+    """serve-sim in its own process; the port is read from its 'listening on' line."""
+
+    def __init__(self, args, cpu: int | None) -> None:
+        cmd = [sys.executable, "-m", "agentperf_native.cli", "serve-sim", "--host", "127.0.0.1", "--port", "0",
+               "--ttft", "0s", "--itl", args.itl, "--tokens", str(args.tokens), "--workers", "1"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=pin_fn(cpu))
+        line = self.proc.stdout.readline()
+        m = re.search(r"listening on http://([\d.]+):(\d+)/v1", line)
+        if not m:
+            self.proc.kill()
+            err = self.proc.stderr.read()
+            raise BenchError(f"serve-sim did not start: {line!r} {err[-2000:]}")
+        self.host, self.port = m.group(1), int(m.group(2))
+
+    def cpu_s(self) -> float:
+        return proc_cpu_s(self.proc.pid)
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        return err.strip()
+
+
+def client_cmd(name: str, args, raw_bin: Path, host: str, port: int) -> list[str]:
+    common = [host, str(port), str(args.streams), str(args.duration)]
+    if name == "raw_c":
+        return [str(raw_bin), *common, str(args.warmup), str(args.tokens)]
+    script = {"engine": "engine_client.py", "python": "python_uvloop_client.py"}[name]
+    return [sys.executable, str(HERE / script), *common, "--warmup", str(args.warmup), "--max-tokens", str(args.tokens)]
+
+
+def run_client(name: str, args, raw_bin: Path, pinning: dict) -> dict:
+    server = Server(args, pinning["server_cpu"])
+    try:
+        load_before = os.getloadavg()
+        cmd = client_cmd(name, args, raw_bin, server.host, server.port)
+        t0 = time.monotonic()
+        s0 = server.cpu_s()
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.warmup + args.duration + 120,
+                              preexec_fn=pin_fn(pinning["client_cpu"]))
+        s1 = server.cpu_s()
+        elapsed = time.monotonic() - t0
+    finally:
+        server_log = server.stop()
+    if proc.returncode != 0:
+        raise BenchError(f"{name} exited with {proc.returncode}: {proc.stderr[-3000:]}")
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise BenchError(f"{name} printed no JSON: {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
+    r = json.loads(lines[-1])
+    r["client"] = name
+    r["command"] = cmd
+    r["load_avg_before"] = [round(x, 2) for x in load_before]
+    r["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
+    # The server's CPU over the client's whole run (warm-up included), as a share of one core.
+    r["server_cpu_share"] = (s1 - s0) / elapsed if elapsed > 0 else float("nan")
+    r["server_log"] = server_log[-500:]
+    cpu = r["cpu_user_s"] + r["cpu_sys_s"]
+    ideal = args.streams * 1e9 / parse_ns(args.itl)
+    r["cpu_s"] = cpu
+    r["client_cpu_share"] = cpu / r["wall_s"] if r["wall_s"] > 0 else float("nan")
+    r["events_per_s"] = r["output_events"] / r["wall_s"] if r["wall_s"] > 0 else 0.0
+    r["ideal_events_per_s"] = ideal
+    r["delivered_fraction"] = r["events_per_s"] / ideal if ideal > 0 else float("nan")
+    r["events_per_cpu_s"] = r["output_events"] / cpu if cpu > 0 else float("inf")
+    r["cpu_us_per_event"] = cpu * 1e6 / r["output_events"] if r["output_events"] else float("nan")
+    return r
+
+
+def parse_ns(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)\s*(ns|us|ms|s)", text.strip())
+    if not m:
+        raise ValueError(f"bad duration {text!r}; write e.g. 20ms")
+    return float(m.group(1)) * {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}[m.group(2)]
+
+
+# --------------------------------------------------------------------------------------------
+# Checks and reporting
+
+
+def sanity_problems(r: dict) -> list[str]:
+    problems = []
+    if r.get("output_events", 0) <= 0:
+        problems.append(f"{r['client']}: received no output events")
+    if r.get("responses", 0) <= 0:
+        problems.append(f"{r['client']}: completed no response")
+    if r.get("errors", 0) != 0:
+        problems.append(f"{r['client']}: saw {r['errors']} errors")
+    if r.get("reconnects", 0) != 0:
+        problems.append(f"{r['client']}: reconnected {r['reconnects']} times")
+    if r.get("failures_by_kind"):
+        problems.append(f"{r['client']}: failed requests {r['failures_by_kind']}")
+    if r.get("records_failed_total", 0) != 0:
+        problems.append(f"{r['client']}: {r['records_failed_total']} failed records")
+    if r.get("records_dropped", 0) != 0:
+        problems.append(f"{r['client']}: {r['records_dropped']} records dropped")
+    return problems
+
+
+def ratios(by_client: dict) -> dict:
+    out = {}
+    e = by_client.get("engine", {}).get("events_per_cpu_s")
+    p = by_client.get("python", {}).get("events_per_cpu_s")
+    c = by_client.get("raw_c", {}).get("events_per_cpu_s")
+    if e and p:
+        out["engine_over_python"] = e / p
+    if c and e:
+        out["raw_c_over_engine"] = c / e
+    return out
+
+
+def print_table(rounds: list[dict], args) -> None:
+    hdr = (f"{'run':>3} {'client':<7} {'out events':>10} {'ev/s':>8} {'%ideal':>6} {'user s':>7} {'sys s':>7} "
+           f"{'cpu%':>5} {'ev/CPU-s':>9} {'us/ev':>6} {'srv cpu%':>8} {'load1':>5}")
+    print(hdr)
+    print("-" * len(hdr))
+    for i, rnd in enumerate(rounds, 1):
+        for name in args.clients:
+            r = rnd["clients"].get(name)
+            if not r:
+                continue
+            print(f"{i:>3} {name:<7} {r['output_events']:>10} {r['events_per_s']:>8.0f} "
+                  f"{100 * r['delivered_fraction']:>5.1f}% {r['cpu_user_s']:>7.2f} {r['cpu_sys_s']:>7.2f} "
+                  f"{100 * r['client_cpu_share']:>4.0f}% {r['events_per_cpu_s']:>9.0f} {r['cpu_us_per_event']:>6.2f} "
+                  f"{100 * r['server_cpu_share']:>7.0f}% {r['load_avg_before'][0]:>5.2f}")
+        rt = rnd["ratios"]
+        print(f"    ratios: engine/python {rt.get('engine_over_python', float('nan')):.2f}x "
+              f"(target >= {TARGET_ENGINE_OVER_PYTHON:g}x), raw_c/engine {rt.get('raw_c_over_engine', float('nan')):.2f}x "
+              f"(target <= {TARGET_RAW_OVER_ENGINE:g}x)")
+
+
+def summarize(rounds: list[dict]) -> dict:
+    per_client: dict[str, list[float]] = {}
+    for rnd in rounds:
+        for name, r in rnd["clients"].items():
+            per_client.setdefault(name, []).append(r["events_per_cpu_s"])
+    med = {name: statistics.median(v) for name, v in per_client.items()}
+    rt = ratios({name: {"events_per_cpu_s": v} for name, v in med.items()})
+    verdict = {}
+    if "engine_over_python" in rt:
+        verdict["engine_over_python_met"] = rt["engine_over_python"] >= TARGET_ENGINE_OVER_PYTHON
+    if "raw_c_over_engine" in rt:
+        verdict["raw_c_over_engine_met"] = rt["raw_c_over_engine"] <= TARGET_RAW_OVER_ENGINE
+    return {"median_events_per_cpu_s": med, "ratios_of_medians": rt, "targets": verdict}
+
+
+def machine_info() -> dict:
+    info = {"nproc": os.cpu_count(), "python": sys.version.split()[0], "platform": sys.platform}
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for key in ("Model name", "CPU(s)", "Hypervisor vendor", "Thread(s) per core"):
+            m = re.search(rf"^{re.escape(key)}:\s*(.+)$", out, re.M)
+            if m:
+                info[key] = m.group(1).strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        info["kernel"] = os.uname().release
+    except AttributeError:
+        pass
+    return info
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description="Events ingested per client CPU-second: raw C vs engine vs Python.")
+    p.add_argument("--streams", type=int, default=1000, help="concurrent streams (connections)")
+    p.add_argument("--duration", type=float, default=20.0, help="measured seconds per client")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring (connects, ramp)")
+    p.add_argument("--itl", default="20ms", help="server pacing between events")
+    p.add_argument("--tokens", type=int, default=64, help="output tokens (events) per response")
+    p.add_argument("--repeat", type=int, default=1, help="rounds (each round runs every client once)")
+    p.add_argument("--clients", default=",".join(CLIENTS), help="comma-separated subset of " + ",".join(CLIENTS))
+    p.add_argument("--server-cpu", type=int, default=1)
+    p.add_argument("--client-cpu", type=int, default=0)
+    p.add_argument("--no-pin", action="store_true", help="do not pin server and client to CPUs")
+    p.add_argument("--raw-bin", type=Path, default=DEFAULT_RAW_BIN, help="raw_epoll_reader binary (built if missing)")
+    p.add_argument("--build-with", choices=("cc", "cmake"), default="cc")
+    p.add_argument("--json", dest="json_out", type=Path, default=None, help="write all results here")
+    args = p.parse_args()
+    args.clients = [c.strip() for c in args.clients.split(",") if c.strip()]
+    for c in args.clients:
+        if c not in CLIENTS:
+            p.error(f"unknown client {c!r}; choose from {', '.join(CLIENTS)}")
+    parse_ns(args.itl)
+    if args.streams < 1 or args.duration <= 0:
+        p.error("--streams and --duration must be positive")
+
+    raw_bin = build_raw(args.raw_bin, args.build_with) if "raw_c" in args.clients else args.raw_bin
+    pinning = plan_pinning(args)
+    if not pinning["pinned"]:
+        print(f"note: not pinned ({pinning['why']})", file=sys.stderr)
+
+    rounds = []
+    problems: list[str] = []
+    for i in range(args.repeat):
+        rnd = {"round": i + 1, "clients": {}}
+        for name in args.clients:
+            print(f"round {i + 1}/{args.repeat}: {name} ({args.streams} streams, {args.warmup:g}s warm-up + "
+                  f"{args.duration:g}s)...", file=sys.stderr, flush=True)
+            r = run_client(name, args, raw_bin, pinning)
+            rnd["clients"][name] = r
+            problems += [f"round {i + 1}: {x}" for x in sanity_problems(r)]
+        rnd["ratios"] = ratios(rnd["clients"])
+        rounds.append(rnd)
+
+    summary = summarize(rounds)
+    print(f"\n{args.streams} streams x {args.tokens} tokens at {args.itl} (ideal {args.streams * 1e9 / parse_ns(args.itl):.0f} "
+          f"events/s); {args.duration:g}s measured after {args.warmup:g}s warm-up; "
+          + (f"server on CPU {pinning['server_cpu']}, client on CPU {pinning['client_cpu']}" if pinning["pinned"]
+             else "not pinned"))
+    print_table(rounds, args)
+    med = summary["median_events_per_cpu_s"]
+    rt = summary["ratios_of_medians"]
+    print("\nmedian events per client CPU-second: " + ", ".join(f"{k} {v:.0f}" for k, v in med.items()))
+    if "engine_over_python" in rt:
+        ok = summary["targets"]["engine_over_python_met"]
+        print(f"engine/python {rt['engine_over_python']:.2f}x (target >= {TARGET_ENGINE_OVER_PYTHON:g}x): "
+              f"{'met' if ok else 'MISSED'}")
+    if "raw_c_over_engine" in rt:
+        ok = summary["targets"]["raw_c_over_engine_met"]
+        print(f"raw_c/engine {rt['raw_c_over_engine']:.2f}x (target <= {TARGET_RAW_OVER_ENGINE:g}x): "
+              f"{'met' if ok else 'MISSED'}")
+
+    if args.json_out:
+        doc = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+               "machine": machine_info(), "pinning": pinning, "rounds": rounds, "summary": summary,
+               "problems": problems, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        args.json_out.parent.mkdir(parents=True, exist_ok=True)
+        args.json_out.write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"results: {args.json_out}")
+
+    if problems:
+        print("\nFAILED sanity checks:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BenchError as e:
+        print(f"bench_ingest: {e}", file=sys.stderr)
+        sys.exit(1)

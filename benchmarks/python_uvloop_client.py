@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""A plain Python streaming client on uvloop: what a typical Python benchmark client does per event.
+
+One keep-alive HTTP/1.1 connection per stream (an ``asyncio.Protocol``). For every response it
+parses the status line and headers, de-chunks the chunked body, splits SSE events on blank lines,
+and ``json.loads`` every ``data:`` payload to see whether the event carries output text, taking a
+timestamp per output event as a benchmark client must. When the last chunk arrives it sends the
+next request on the same connection at once.
+
+Usage: python_uvloop_client.py HOST PORT CONNECTIONS DURATION_S [--warmup S] [--max-tokens N]
+Counters and CPU time (``resource.getrusage(RUSAGE_SELF)``) cover DURATION_S after the warm-up.
+Prints one JSON object on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+import time
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - the benchmark wants uvloop; say so rather than silently differ
+    uvloop = None
+
+
+class Stats:
+    __slots__ = ("events", "output_events", "responses", "errors", "reconnects")
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.output_events = 0
+        self.responses = 0
+        self.errors = 0
+        self.reconnects = 0
+
+    def copy(self) -> dict:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+class StreamProtocol(asyncio.Protocol):
+    """One connection; one request in flight at a time."""
+
+    def __init__(self, request: bytes, stats: Stats, on_lost) -> None:
+        self.request = request
+        self.stats = stats
+        self.on_lost = on_lost
+        self.transport = None
+        self.closing = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self.buf = b""          # bytes not yet parsed (headers or chunk framing)
+        self.sse = b""          # de-chunked body bytes not yet split into events
+        self.in_headers = True
+        self.chunk_left = 0     # bytes of the current chunk's data still to read (+2 for its CRLF)
+        self.status = 0
+        self.first_token_ns = 0
+        self.last_token_ns = 0
+        self.tokens = 0
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.write(self.request)
+
+    def connection_lost(self, exc) -> None:
+        if not self.closing:
+            self.stats.errors += 1
+            self.on_lost(self)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        if self.in_headers:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                self.buf = buf
+                return
+            head = buf[:end].decode("latin-1")
+            status_line, _, _ = head.partition("\r\n")
+            parts = status_line.split(" ", 2)
+            self.status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+            if self.status != 200 or "chunked" not in head.lower():
+                self.stats.errors += 1
+            self.in_headers = False
+            buf = buf[end + 4:]
+        pos = 0
+        n = len(buf)
+        body = []
+        while pos < n:
+            if self.chunk_left > 0:
+                take = min(self.chunk_left, n - pos)
+                body.append(buf[pos:pos + take])
+                self.chunk_left -= take
+                pos += take
+                continue
+            line_end = buf.find(b"\r\n", pos)
+            if line_end < 0:
+                break
+            if line_end == pos:  # the CRLF that ends a chunk's data
+                pos += 2
+                continue
+            size = int(buf[pos:line_end].split(b";", 1)[0], 16)
+            if size == 0:
+                if n - line_end < 4:  # wait for the final CRLF
+                    break
+                pos = line_end + 4
+                self._feed_sse(b"".join(body))
+                self._response_done()
+                return
+            self.chunk_left = size
+            pos = line_end + 2
+        self.buf = buf[pos:]
+        if body:
+            self._feed_sse(b"".join(body))
+
+    def _feed_sse(self, data: bytes) -> None:
+        sse = self.sse + data if self.sse else data
+        events = sse.split(b"\n\n")
+        self.sse = events.pop()  # the incomplete tail
+        stats = self.stats
+        for event in events:
+            stats.events += 1
+            for line in event.split(b"\n"):
+                if not line.startswith(b"data:"):
+                    continue
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    continue
+                try:
+                    obj = json.loads(payload)
+                except ValueError:
+                    stats.errors += 1
+                    continue
+                if "error" in obj:
+                    stats.errors += 1
+                choices = obj.get("choices")
+                if choices:
+                    delta = choices[0].get("delta") or {}
+                    if delta.get("content"):
+                        now = time.perf_counter_ns()
+                        if not self.first_token_ns:
+                            self.first_token_ns = now
+                        self.last_token_ns = now
+                        self.tokens += 1
+                        stats.output_events += 1
+
+    def _response_done(self) -> None:
+        self.stats.responses += 1
+        if self.sse.strip():
+            self.stats.errors += 1  # an unterminated event at the end of the stream
+        if self.tokens == 0:
+            self.stats.errors += 1
+        self._reset()
+        if not self.closing:
+            self.transport.write(self.request)
+
+    def close(self) -> None:
+        self.closing = True
+        if self.transport:
+            self.transport.close()
+
+
+def build_request(host: str, port: int, max_tokens: int) -> bytes:
+    body = json.dumps({
+        "model": "agentperf-sim", "stream": True, "stream_options": {"include_usage": True},
+        "max_tokens": max_tokens,
+        "messages": [{"role": "user", "content": "Write a short story about a benchmark."}],
+    }, separators=(",", ":")).encode()
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            f"Accept: text/event-stream\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    return head + body
+
+
+def cpu_s() -> tuple[float, float]:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime, ru.ru_stime
+
+
+async def main_async(args) -> dict:
+    loop = asyncio.get_running_loop()
+    stats = Stats()
+    request = build_request(args.host, args.port, args.max_tokens)
+    conns: list[StreamProtocol] = []
+
+    async def connect() -> StreamProtocol:
+        _, proto = await loop.create_connection(lambda: StreamProtocol(request, stats, lost), args.host, args.port)
+        return proto
+
+    def lost(proto: StreamProtocol) -> None:
+        stats.reconnects += 1
+        conns.remove(proto)
+        task = loop.create_task(connect())
+        task.add_done_callback(lambda t: conns.append(t.result()) if not t.exception() else None)
+
+    # Open connections in batches so the listen backlog is never the bottleneck.
+    for i in range(0, args.connections, 100):
+        batch = await asyncio.gather(*(connect() for _ in range(i, min(args.connections, i + 100))))
+        conns.extend(batch)
+
+    await asyncio.sleep(args.warmup)
+    before, u0, w0 = stats.copy(), cpu_s(), time.monotonic()
+    await asyncio.sleep(args.duration)
+    after, u1, w1 = stats.copy(), cpu_s(), time.monotonic()
+    for c in list(conns):
+        c.close()
+    result = {"client": "python_uvloop", "connections": args.connections, "warmup_s": args.warmup,
+              "wall_s": w1 - w0, "cpu_user_s": u1[0] - u0[0], "cpu_sys_s": u1[1] - u0[1],
+              "loop": type(loop).__module__ + "." + type(loop).__name__}
+    result.update({k: after[k] - before[k] for k in after})
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("connections", type=int)
+    p.add_argument("duration", type=float)
+    p.add_argument("--warmup", type=float, default=0.0)
+    p.add_argument("--max-tokens", type=int, default=64)
+    p.add_argument("--allow-asyncio", action="store_true", help="run on the default asyncio loop if uvloop is missing")
+    args = p.parse_args()
+    if uvloop is None and not args.allow_asyncio:
+        sys.exit("python_uvloop_client: uvloop is not installed (pip install uvloop, or pass --allow-asyncio)")
+    if uvloop is not None:
+        result = uvloop.run(main_async(args))
+    else:
+        result = asyncio.run(main_async(args))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
