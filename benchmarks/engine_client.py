@@ -24,9 +24,10 @@ from agentperf_native import engine as engine_mod
 from agentperf_native.workload import Conversation, Turn, encode
 
 
-def cpu_s() -> tuple[float, float]:
+def cpu_s() -> tuple[float, float, int, int]:
+    """User s, system s, voluntary and involuntary context switches of the whole process."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime, ru.ru_stime
+    return ru.ru_utime, ru.ru_stime, ru.ru_nvcsw, ru.ru_nivcsw
 
 
 def main() -> None:
@@ -86,6 +87,8 @@ def main() -> None:
         "wall_s": w1 - w0,
         "cpu_user_s": c1[0] - c0[0],
         "cpu_sys_s": c1[1] - c0[1],
+        "vol_ctx_switches": c1[2] - c0[2],
+        "invol_ctx_switches": c1[3] - c0[3],
         # output_events counts a request's events when the request completes, so over a window it
         # moves in steps of (streams x tokens) when the streams run in step. Events as they arrive:
         # every event but a request's first is one inter-event gap (itl_ns, recorded per event), and

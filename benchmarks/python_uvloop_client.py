@@ -174,9 +174,10 @@ def build_request(host: str, port: int, max_tokens: int) -> bytes:
     return head + body
 
 
-def cpu_s() -> tuple[float, float]:
+def cpu_s() -> tuple[float, float, int, int]:
+    """User s, system s, voluntary and involuntary context switches of the whole process."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime, ru.ru_stime
+    return ru.ru_utime, ru.ru_stime, ru.ru_nvcsw, ru.ru_nivcsw
 
 
 async def main_async(args) -> dict:
@@ -208,6 +209,7 @@ async def main_async(args) -> dict:
         c.close()
     result = {"client": "python_uvloop", "connections": args.connections, "warmup_s": args.warmup,
               "wall_s": w1 - w0, "cpu_user_s": u1[0] - u0[0], "cpu_sys_s": u1[1] - u0[1],
+              "vol_ctx_switches": u1[2] - u0[2], "invol_ctx_switches": u1[3] - u0[3],
               "loop": type(loop).__module__ + "." + type(loop).__name__}
     result.update({k: after[k] - before[k] for k in after})
     return result

@@ -33,6 +33,17 @@
 #define READ_BUF (64 * 1024)  // -DREAD_BUF=7 exercises patterns split across reads
 #endif
 #define MAX_EVENTS 1024
+// Experiments (off by default; the benchmark uses the plain reader described above):
+//   -DRAW_EPOLLET=1       edge-triggered epoll (a short read means the socket is drained)
+//   -DRAW_DELAYED_ACK=1   setsockopt(TCP_QUICKACK, 0) after each read, so the kernel delays ACKs
+//                         instead of sending one from read() for every small segment
+#ifndef RAW_EPOLLET
+#define RAW_EPOLLET 0
+#endif
+#ifndef RAW_DELAYED_ACK
+#define RAW_DELAYED_ACK 0
+#endif
+#define IN_EVENTS (EPOLLIN | (RAW_EPOLLET ? EPOLLET : 0))
 #define CARRY 10  // longest pattern - 1
 
 typedef struct {
@@ -52,7 +63,7 @@ static size_t request_len;
 static struct sockaddr_in addr;
 static int epfd;
 
-static uint64_t n_events, n_output, n_responses, n_errors, n_reconnects, n_reads, n_bytes;
+static uint64_t n_events, n_output, n_responses, n_errors, n_reconnects, n_reads, n_bytes, n_waits;
 
 static double now_s(void) {
   struct timespec ts;
@@ -79,7 +90,7 @@ static int open_conn(conn_t* c) {
   }
   c->connected = 0;
   reset_parse(c);
-  struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+  struct epoll_event ev = {.events = IN_EVENTS | EPOLLOUT, .data.ptr = c};
   return epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev);
 }
 
@@ -102,7 +113,7 @@ static int send_request(conn_t* c) {
     ssize_t w = write(c->fd, request + c->out_off, request_len - c->out_off);
     if (w < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+        struct epoll_event ev = {.events = IN_EVENTS | EPOLLOUT, .data.ptr = c};
         epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
         return 1;
       }
@@ -115,18 +126,23 @@ static int send_request(conn_t* c) {
 }
 
 // One read(); counts what ends in the new bytes (matches ending in the carried tail were counted
-// with the previous read).
-static void on_readable(conn_t* c, char* buf) {
+// with the previous read). Returns 1 when the read filled the buffer (more may be waiting).
+static int on_readable(conn_t* c, char* buf) {
   // The read lands after the carried tail, so the scan window is contiguous: [carry | new bytes].
   char* win = buf + CARRY - c->carry_len;
   memcpy(win, c->carry, (size_t)c->carry_len);
   ssize_t n = read(c->fd, buf + CARRY, READ_BUF);
   if (n <= 0) {
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+    if (n < 0 && errno == EINTR) return 1;
     reconnect(c);  // EOF or reset: the server never closes a healthy keep-alive stream
-    return;
+    return 0;
   }
   ++n_reads;
+#if RAW_DELAYED_ACK
+  int zero = 0;
+  setsockopt(c->fd, IPPROTO_TCP, TCP_QUICKACK, &zero, sizeof zero);
+#endif
   n_bytes += (uint64_t)n;
   const char* data = buf + CARRY;
   const char* end = data + n;
@@ -168,11 +184,12 @@ static void on_readable(conn_t* c, char* buf) {
     if (last + sizeof P_END - 1 != end) ++n_errors;  // bytes after the end of the response: out of step
     reset_parse(c);
     if (send_request(c) < 0) reconnect(c);
-    return;
+    return 0;
   }
   int keep = (int)(end - win) < CARRY ? (int)(end - win) : CARRY;
   memmove(c->carry, end - keep, (size_t)keep);
   c->carry_len = keep;
+  return n == READ_BUF;
 }
 
 static void on_writable(conn_t* c) {
@@ -190,7 +207,7 @@ static void on_writable(conn_t* c) {
   if (r < 0) {
     reconnect(c);
   } else if (r == 0) {
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+    struct epoll_event ev = {.events = IN_EVENTS, .data.ptr = c};
     epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
   }
 }
@@ -249,7 +266,7 @@ int main(int argc, char** argv) {
   struct rusage ru0, ru1;
   getrusage(RUSAGE_SELF, &ru0);
   double w0 = t0;
-  uint64_t e0 = 0, o0 = 0, r0 = 0, x0 = 0, c0 = 0, rd0 = 0, b0 = 0;
+  uint64_t e0 = 0, o0 = 0, r0 = 0, x0 = 0, c0 = 0, rd0 = 0, b0 = 0, wt0 = 0;
   for (;;) {
     double now = now_s();
     if (!measuring && now >= t_measure) {
@@ -257,11 +274,13 @@ int main(int argc, char** argv) {
       getrusage(RUSAGE_SELF, &ru0);
       w0 = now;
       e0 = n_events, o0 = n_output, r0 = n_responses, x0 = n_errors, c0 = n_reconnects, rd0 = n_reads, b0 = n_bytes;
+      wt0 = n_waits;
     }
     if (now >= t_end) break;
     double until = measuring ? t_end : t_measure;
     int timeout_ms = (int)((until - now) * 1000.0) + 1;
     int k = epoll_wait(epfd, evs, MAX_EVENTS, timeout_ms);
+    ++n_waits;
     if (k < 0) {
       if (errno == EINTR) continue;
       perror("epoll_wait");
@@ -274,18 +293,24 @@ int main(int argc, char** argv) {
         if (e & (EPOLLOUT | EPOLLERR | EPOLLHUP)) on_writable(c);
         if (!c->connected) continue;
       }
-      if (e & (EPOLLIN | EPOLLHUP | EPOLLERR)) on_readable(c, buf);
+      if (e & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+        // Level-triggered: one read per readiness. Edge-triggered: until a short read.
+        while (on_readable(c, buf) && RAW_EPOLLET && c->fd >= 0) {
+        }
+      }
     }
   }
   getrusage(RUSAGE_SELF, &ru1);
   double wall = now_s() - w0;
   printf("{\"client\":\"raw_c\",\"connections\":%d,\"warmup_s\":%.3f,\"wall_s\":%.6f,"
          "\"events\":%llu,\"output_events\":%llu,\"responses\":%llu,\"errors\":%llu,\"reconnects\":%llu,"
-         "\"reads\":%llu,\"bytes\":%llu,\"cpu_user_s\":%.6f,\"cpu_sys_s\":%.6f}\n",
+         "\"reads\":%llu,\"bytes\":%llu,\"epoll_waits\":%llu,\"cpu_user_s\":%.6f,\"cpu_sys_s\":%.6f,"
+         "\"vol_ctx_switches\":%ld,\"invol_ctx_switches\":%ld}\n",
          nconn, warmup, wall, (unsigned long long)(n_events - e0), (unsigned long long)(n_output - o0),
          (unsigned long long)(n_responses - r0), (unsigned long long)(n_errors - x0),
          (unsigned long long)(n_reconnects - c0), (unsigned long long)(n_reads - rd0),
-         (unsigned long long)(n_bytes - b0), tv_s(ru1.ru_utime) - tv_s(ru0.ru_utime),
-         tv_s(ru1.ru_stime) - tv_s(ru0.ru_stime));
+         (unsigned long long)(n_bytes - b0), (unsigned long long)(n_waits - wt0),
+         tv_s(ru1.ru_utime) - tv_s(ru0.ru_utime), tv_s(ru1.ru_stime) - tv_s(ru0.ru_stime),
+         ru1.ru_nvcsw - ru0.ru_nvcsw, ru1.ru_nivcsw - ru0.ru_nivcsw);
   return 0;
 }

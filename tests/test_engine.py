@@ -15,8 +15,10 @@ KIND = {name: i for i, name in enumerate(ap.ERROR_KINDS)}
 def test_ttft_and_output_speed_match_the_server_pacing(sim, agents):
     # 100 tokens at 10 ms after a 200 ms TTFT: TTFT 200 ms, output speed 100 tok/s.
     server = sim(ttft_s=0.2, itl_s=0.01, workers=1)
-    engine = ap.Engine(server.url, one_turn_workload(100), workers=2)
-    summary, records = ap.run_phase(engine, agents, 2.5)
+    # Agents arrive over 1 s (a ramp), as they do in a real fleet, rather than in one burst of 256
+    # simultaneous requests that a single-threaded server would queue.
+    engine = ap.Engine(server.url, one_turn_workload(100), workers=2, spawn_interval_s=1.0 / agents)
+    summary, records = ap.run_phase(engine, agents, 3.0)
     ok = records[records["error_kind"] == 0]
     assert summary.requests_failed == 0, summary.failures_by_kind
     assert len(ok) >= 2 * agents
@@ -33,6 +35,19 @@ def test_ttft_and_output_speed_match_the_server_pacing(sim, agents):
     # Each agent reused one keep-alive connection: only its first request opened one... (none, since
     # connections are opened before the first turn is scheduled).
     assert not (ok["flags"] & ap.engine.FLAG_NEW_CONNECTION).any()
+
+
+def test_a_ramp_spaces_agent_arrivals(sim):
+    server = sim(ttft_s=0.0, itl_s=0.001)
+    engine = ap.Engine(server.url, one_turn_workload(5, turns=50), workers=2, spawn_interval_s=0.02,
+                       random_start_turn=False)
+    _, records = ap.run_phase(engine, 20, 0.8)
+    first = np.array([records[records["agent_id"] == a]["scheduled_ns"].min() for a in np.unique(records["agent_id"])])
+    first.sort()
+    gaps_ms = np.diff(first) / 1e6
+    assert len(first) == 20
+    assert (first[-1] - first[0]) / 1e9 >= 0.3  # 20 arrivals at >= 20 ms apart, engine-wide
+    assert np.median(gaps_ms) >= 15, gaps_ms
 
 
 def test_events_are_not_counted_as_tokens(sim):

@@ -134,7 +134,8 @@ void register_engine(py::module_& m) {
   py::class_<Engine>(m, "Engine")
       .def(py::init([](PyWorkload& wl, std::string host, uint16_t port, std::string host_header, std::string authorization,
                        int workers, int64_t request_timeout_ns, int64_t connect_retry_ns, uint64_t seed,
-                       bool random_start_turn, bool cache_isolation, size_t record_buffer_limit) {
+                       bool random_start_turn, bool cache_isolation, size_t record_buffer_limit,
+                       int64_t spawn_interval_ns) {
              if (!wl.frozen) throw std::logic_error("finalize() the workload before creating an engine");
              EngineConfig c;
              c.host = std::move(host);
@@ -148,13 +149,14 @@ void register_engine(py::module_& m) {
              c.random_start_turn = random_start_turn;
              c.cache_isolation = cache_isolation;
              c.record_buffer_limit = record_buffer_limit;
+             c.spawn_interval_ns = spawn_interval_ns;
              return std::make_unique<Engine>(std::move(c), wl.w);
            }),
            py::arg("workload"), py::arg("host"), py::arg("port"), py::arg("host_header") = "",
            py::arg("authorization") = "", py::arg("workers") = 1,
            py::arg("request_timeout_ns") = 600LL * 1'000'000'000, py::arg("connect_retry_ns") = 100'000'000,
            py::arg("seed") = 1, py::arg("random_start_turn") = true, py::arg("cache_isolation") = true,
-           py::arg("record_buffer_limit") = size_t{1} << 22)
+           py::arg("record_buffer_limit") = size_t{1} << 22, py::arg("spawn_interval_ns") = 0)
       .def("start", &Engine::start, py::call_guard<py::gil_scoped_release>())
       .def("stop", &Engine::stop, py::call_guard<py::gil_scoped_release>())
       .def("set_concurrency", &Engine::set_concurrency, py::arg("agents"))

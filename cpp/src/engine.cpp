@@ -107,7 +107,10 @@ class Worker final : public TimerTarget {
 
  private:
   void run();
-  void on_timer(uint64_t) override { adjust_agents(); }  // wake-up handler
+  void on_timer(uint64_t token) override {  // wake-up handler (0) and ramp ticks (1)
+    if (token == 1) spawn_tick_pending_ = false;
+    adjust_agents();
+  }
   void adjust_agents();
 
   int index_;
@@ -124,6 +127,8 @@ class Worker final : public TimerTarget {
   std::string json_prefix_;
   std::string http_head_prefix_;
   int64_t next_agent_seq_ = 0;
+  int64_t next_spawn_ns_ = 0;     // ramp: earliest time of the next agent arrival
+  bool spawn_tick_pending_ = false;
 
   // Worker thread only. Agents are pooled: pool_ owns every Agent ever made, agents_ lists the live
   // ones, free_ the reusable ones (an Agent is never freed while timers may still point to it).
@@ -582,7 +587,21 @@ void Worker::adjust_agents() {
   if (stop_.load(std::memory_order_relaxed)) return;
   int64_t target = target_.load(std::memory_order_relaxed);
   int64_t active = active_.load(std::memory_order_relaxed);
+  const int64_t interval = config_.spawn_interval_ns * config_.workers;  // this worker's share of the ramp
   while (active < target) {
+    if (interval > 0) {
+      int64_t now = now_ns();
+      // Workers interleave their arrivals: worker i starts i gaps after worker 0.
+      if (next_spawn_ns_ == 0) next_spawn_ns_ = now + index_ * config_.spawn_interval_ns;
+      if (now < next_spawn_ns_) {
+        if (!spawn_tick_pending_) {
+          spawn_tick_pending_ = true;
+          loop_.schedule(next_spawn_ns_, this, 1);
+        }
+        break;
+      }
+      next_spawn_ns_ = now + interval;
+    }
     int64_t id = next_agent_seq_++ * config_.workers + index_;
     Agent* a;
     if (free_.empty()) {

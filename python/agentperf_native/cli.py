@@ -74,6 +74,8 @@ def main() -> None:
               help="Conversations (JSONL). Default: the bundled set.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True, help="Concurrent agents.")
 @click.option("--duration", type=DURATION, default="60s", show_default=True, help="Measured time, e.g. 30s, 10m.")
+@click.option("--ramp", type=DURATION, default="0s", show_default=True,
+              help="Agents arrive evenly over this time instead of all at once (inside the duration).")
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True, help="Results directory.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Engine threads. Default: one per two cores.")
 @click.option("--api-key-env", default=None, help="Name of the environment variable holding the API key.")
@@ -84,14 +86,14 @@ def main() -> None:
 @click.option("--no-cache-isolation", is_flag=True, help="Do not prefix each agent's prompts with a random tag.")
 @click.option("--sim-ttft", type=DURATION, default="200ms", show_default=True, help="Built-in server: time to first token.")
 @click.option("--sim-itl", type=DURATION, default="10ms", show_default=True, help="Built-in server: gap between tokens.")
-def run(url, model, trajectories, concurrency, duration, out, workers, api_key_env, request_timeout, seed,
+def run(url, model, trajectories, concurrency, duration, ramp, out, workers, api_key_env, request_timeout, seed,
         start_turn, no_cache_isolation, sim_ttft, sim_itl) -> None:
     """Run agents at a fixed concurrency for a duration and write a results directory."""
     from .runner import RunConfig, RunError, execute
     from .workload import WorkloadError
 
     cfg = RunConfig(url=url, model=model, trajectories=trajectories, concurrency=concurrency, duration_s=duration,
-                    out=out, workers=workers, api_key_env=api_key_env, request_timeout_s=request_timeout,
+                    ramp_s=ramp, out=out, workers=workers, api_key_env=api_key_env, request_timeout_s=request_timeout,
                     seed=seed, random_start_turn=start_turn == "random", cache_isolation=not no_cache_isolation,
                     sim_ttft_s=sim_ttft, sim_itl_s=sim_itl)
     progress = ProgressLine(duration)

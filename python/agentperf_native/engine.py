@@ -68,13 +68,17 @@ class Snapshot:
 class Engine:
     """Closed-loop replay of a workload against one endpoint at a settable concurrency.
 
+    ``spawn_interval_s`` is the minimum gap between agent arrivals when the concurrency rises (a
+    ramp; 0 adds them all at once).
+
     Use as a context manager, or call :meth:`start` and :meth:`stop`. Every method releases the
     GIL while the native side works; none blocks longer than a thread join.
     """
 
     def __init__(self, url: str | Endpoint, workload: EncodedWorkload, concurrency: int = 0, *,
                  workers: int | None = None, api_key: str | None = None, request_timeout_s: float = 600.0,
-                 seed: int = 1, random_start_turn: bool = True, cache_isolation: bool = True) -> None:
+                 seed: int = 1, random_start_turn: bool = True, cache_isolation: bool = True,
+                 spawn_interval_s: float = 0.0) -> None:
         self.endpoint = url if isinstance(url, Endpoint) else Endpoint.parse(url)
         self.workload = workload
         self.workers = workers or default_workers()
@@ -90,6 +94,7 @@ class Engine:
             seed=seed,
             random_start_turn=random_start_turn,
             cache_isolation=cache_isolation,
+            spawn_interval_ns=int(spawn_interval_s * 1e9),
         )
         self._core.set_concurrency(int(concurrency))
 

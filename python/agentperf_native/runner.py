@@ -26,6 +26,7 @@ class RunConfig:
     trajectories: str | None = None  # None: the bundled default set
     concurrency: int = 16
     duration_s: float = 60.0
+    ramp_s: float = 0.0  # agents arrive evenly over this time (0: all at once)
     out: str = "results"
     workers: int | None = None
     api_key_env: str | None = None
@@ -95,7 +96,8 @@ def execute(cfg: RunConfig, command: list[str], progress: Callable[[float, Snaps
         })
         engine = Engine(endpoint, workload, workers=cfg.workers, api_key=api_key,
                         request_timeout_s=cfg.request_timeout_s, seed=cfg.seed,
-                        random_start_turn=cfg.random_start_turn, cache_isolation=cfg.cache_isolation)
+                        random_start_turn=cfg.random_start_turn, cache_isolation=cfg.cache_isolation,
+                        spawn_interval_s=cfg.ramp_s / cfg.concurrency if cfg.concurrency else 0.0)
         origin = now_ns()
         manifest["time_origin_ns"] = origin
         manifest["engine_workers"] = engine.workers

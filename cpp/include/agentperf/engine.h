@@ -42,6 +42,9 @@ struct EngineConfig {
   uint64_t seed = 1;                    ///< seeds the choice of conversations, start turns, prefixes
   bool random_start_turn = true;        ///< an agent's first conversation starts at a random turn
   bool cache_isolation = true;          ///< insert a per-agent random prefix (see Workload)
+  /// Minimum gap between two agent arrivals, engine-wide, when concurrency rises (a ramp: 0 adds
+  /// them all at once). Spreads connection setup and keeps agents out of lock-step.
+  int64_t spawn_interval_ns = 0;
   /// Records kept per worker before the oldest undrained ones are dropped (counted in
   /// EngineSnapshot::records_dropped). Drain more often than this fills.
   size_t record_buffer_limit = 1 << 22;

@@ -1,0 +1,189 @@
+"""Workload loading, encoding, and what the engine actually puts on the wire."""
+
+import json
+import re
+import socket
+import threading
+
+import numpy as np
+import pytest
+
+import agentperf_native as ap
+
+
+class RecordingServer:
+    """A loopback HTTP/1.1 server that records request bodies and answers a short SSE stream."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.requests = []  # (connection index, head, body)
+        self.lock = threading.Lock()
+        self.threads = []
+        self.running = True
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        index = 0
+        while self.running:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            t = threading.Thread(target=self._serve, args=(conn, index), daemon=True)
+            t.start()
+            index += 1
+
+    def _serve(self, conn, index):
+        buf = b""
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, _, rest = buf.partition(b"\r\n\r\n")
+                length = int(re.search(rb"(?i)content-length:\s*(\d+)", head).group(1))
+                while len(rest) < length:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    rest += data
+                body, buf = rest[:length], rest[length:]
+                with self.lock:
+                    self.requests.append((index, head.decode(), body))
+                events = [
+                    {"choices": [{"index": 0, "delta": {"content": "ok"}}]},
+                    {"choices": [{"index": 0, "delta": {"content": " done"}}]},
+                    {"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 2,
+                                              "prompt_tokens_details": {"cached_tokens": 5}}},
+                ]
+                payload = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
+                chunk = f"{len(payload):x}\r\n{payload}\r\n0\r\n\r\n".encode()
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n" + chunk)
+
+    def close(self):
+        self.running = False
+        self.sock.close()
+
+
+@pytest.fixture
+def recorder():
+    s = RecordingServer()
+    yield s
+    s.close()
+
+
+def conversation():
+    return ap.Conversation(
+        system="You are a careful agent. \"Quotes\" and \\ backslashes and ünïcode survive.",
+        turns=[
+            ap.Turn(messages=[{"role": "user", "content": "Fix the bug in parser.py"}], output_tokens=42),
+            ap.Turn(messages=[{"role": "assistant", "content": "```bash\nls\n```"},
+                              {"role": "user", "content": "<output>parser.py</output>"}], output_tokens=7),
+            ap.Turn(messages=[{"role": "assistant", "content": "```bash\ncat parser.py\n```"},
+                              {"role": "user", "content": "def parse(): pass"}], output_tokens=300),
+        ],
+    )
+
+
+def test_recorded_replay_sends_the_recorded_messages_in_order(recorder):
+    conv = conversation()
+    workload = ap.encode([conv], model="m-1", path="/v1/chat/completions")
+    engine = ap.Engine(f"http://127.0.0.1:{recorder.port}/v1", workload, workers=1, random_start_turn=False)
+    _, records = ap.run_phase(engine, 2, 0.5)
+    assert (records["error_kind"] == 0).all()
+    assert (records["output_tokens"] == 2).all() and (records["cached_tokens"] == 5).all()
+    assert (records["prompt_tokens"] == 11).all()
+    by_conn = {}
+    for index, head, body in recorder.requests:
+        assert head.startswith("POST /v1/chat/completions HTTP/1.1")
+        by_conn.setdefault(index, []).append(json.loads(body))
+    assert len(by_conn) == 2  # one keep-alive connection per agent, reused across turns
+    prefixes = set()
+    for bodies in by_conn.values():
+        assert len(bodies) >= 3
+        for k, req in enumerate(bodies[:3]):
+            assert req["model"] == "m-1" and req["stream"] is True
+            assert req["stream_options"] == {"include_usage": True}
+            assert req["max_tokens"] == conv.turns[k].output_tokens
+            expected = [{"role": "system", "content": conv.system}]
+            for turn in conv.turns[: k + 1]:
+                expected.extend(turn.messages)
+            sent = req["messages"]
+            match = re.match(r"^\[rid:[0-9a-f]{16}\] ", sent[0]["content"])
+            assert match, sent[0]["content"][:40]
+            prefixes.add(match.group(0))
+            sent[0]["content"] = sent[0]["content"][match.end():]
+            assert sent == expected
+    assert len(prefixes) == 2  # one isolation prefix per agent, the same on all its turns
+
+
+def test_request_bytes_match_the_body_written(recorder):
+    workload = ap.encode([conversation()], model="m")
+    engine = ap.Engine(f"http://127.0.0.1:{recorder.port}", workload, workers=1, random_start_turn=False,
+                       cache_isolation=False)
+    _, records = ap.run_phase(engine, 1, 0.3)
+    bodies = [b for _, _, b in recorder.requests]
+    assert sorted(records["request_bytes"].tolist()) == sorted(len(b) for b in bodies)
+    assert all(not json.loads(b)["messages"][0]["content"].startswith("[rid:") for b in bodies)
+
+
+def test_encoded_fragments_are_shared_not_copied_per_agent():
+    convs = [conversation() for _ in range(3)]
+    workload = ap.encode(convs, model="m")
+    one = workload.core.fragment_bytes
+    assert one > 0
+    # The encoded size depends on the conversations only; agents add nothing to it.
+    assert ap.encode(convs, model="m").core.fragment_bytes == one
+    assert workload.requests_per_pass == 9
+    assert len(workload.digest) == 64
+
+
+def test_digest_pins_the_workload():
+    a = ap.encode([conversation()], model="m").digest
+    changed = conversation()
+    changed.turns[1].output_tokens = 8
+    assert ap.encode([changed], model="m").digest != a
+    assert ap.encode([conversation()], model="m").digest == a
+
+
+@pytest.mark.parametrize(
+    "line, fragment",
+    [
+        ("{not json", ":1: not valid JSON"),
+        ('{"turns": []}', "'turns' must be a non-empty list"),
+        ('{"turns": [{"messages": []}]}', "turns[0]: field 'messages' must be a non-empty list"),
+        ('{"turns": [{"messages": [{"content": "x"}]}]}', "messages[0]: a message must be an object with a string 'role'"),
+        ('{"turns": [{"messages": [{"role": "user", "content": "x"}], "output_tokens": 0}]}', "'output_tokens' must be a positive integer"),
+        ('{"turns": [{"messages": [{"role": "user", "content": "x"}], "tool_delay_s": -1}]}', "'tool_delay_s' must be a number >= 0"),
+    ],
+)
+def test_loader_errors_name_file_line_and_field(tmp_path, line, fragment):
+    path = tmp_path / "bad.jsonl"
+    good = json.dumps({"turns": [{"messages": [{"role": "user", "content": "hi"}]}]})
+    path.write_text(good + "\n" + line + "\n" if "not json" not in line else line + "\n")
+    with pytest.raises(ap.WorkloadError) as e:
+        ap.load_conversations(path)
+    msg = str(e.value)
+    assert str(path) in msg and fragment in msg
+    if "not json" not in line:
+        assert f"{path}:2" in msg
+
+
+def test_missing_file_says_what_to_do(tmp_path):
+    with pytest.raises(ap.WorkloadError, match="no such file"):
+        ap.load_conversations(tmp_path / "nope.jsonl")
+
+
+def test_bundled_default_loads_and_grows_context():
+    convs = ap.load_conversations(ap.bundled_path())
+    assert len(convs) >= 16
+    workload = ap.encode(convs, model="m")
+    sizes = np.array(workload.core.fragment_bytes)
+    assert sizes > 0
+    assert max(len(c.turns) for c in convs) > 10
