@@ -8,7 +8,8 @@ connections, sending the next request as soon as a response ends:
 * ``raw_c``  - benchmarks/raw_epoll_reader.c, a raw epoll reader that only counts (the floor);
 * ``engine`` - agentperf_native.Engine (one worker thread + the Python polling thread);
 * ``python`` - benchmarks/python_uvloop_client.py, a plain asyncio/uvloop client that de-chunks,
-               splits SSE events and json.loads each one.
+               splits SSE events and json.loads each one (an asyncio.Protocol);
+* ``python_streams`` - the same client written with asyncio streams (readline/readexactly).
 
 The server runs as its own process pinned to ``--server-cpu``; each client runs pinned to
 ``--client-cpu``. A fresh server is started for each client run. Every client warms up for
@@ -44,7 +45,10 @@ DEFAULT_RAW_BIN = HERE / "build" / "raw_epoll_reader"
 TARGET_ENGINE_OVER_PYTHON = 10.0  # the engine ingests >= 10x the events per CPU-second of Python
 TARGET_RAW_OVER_ENGINE = 2.0      # ... and is within 2x of the raw C reader
 
-CLIENTS = ("raw_c", "engine", "python")
+CLIENTS = ("raw_c", "engine", "python", "python_streams")
+PERF_EVENTS = ("task-clock,context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_read,"
+               "syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_write,"
+               "syscalls:sys_enter_writev")
 
 
 class BenchError(RuntimeError):
@@ -143,28 +147,58 @@ def client_cmd(name: str, args, raw_bin: Path, host: str, port: int) -> list[str
     common = [host, str(port), str(args.streams), str(args.duration)]
     if name == "raw_c":
         return [str(raw_bin), *common, str(args.warmup), str(args.tokens)]
-    script = {"engine": "engine_client.py", "python": "python_uvloop_client.py"}[name]
-    return [sys.executable, str(HERE / script), *common, "--warmup", str(args.warmup), "--max-tokens", str(args.tokens)]
+    if name == "engine":
+        return [sys.executable, str(HERE / "engine_client.py"), *common, "--warmup", str(args.warmup),
+                "--max-tokens", str(args.tokens)]
+    api = "streams" if name == "python_streams" else "protocol"
+    return [sys.executable, str(HERE / "python_uvloop_client.py"), *common, "--warmup", str(args.warmup),
+            "--max-tokens", str(args.tokens), "--api", api]
 
 
-def run_client(name: str, args, raw_bin: Path, pinning: dict) -> dict:
+def profile_client(pid: int, name: str, args, rnd: int) -> dict:
+    """perf stat (syscall and context-switch counts), then perf record -g, inside the measured window."""
+    span = max(1.0, min(5.0, (args.duration - 2) / 2))
+    time.sleep(args.warmup + 1)
+    out = {"window_s": span}
+    stat_file = args.profile / f"{name}-round{rnd}.perf-stat.txt"
+    r = subprocess.run(["perf", "stat", "-x", ",", "-e", PERF_EVENTS, "-p", str(pid), "--", "sleep", str(span)],
+                       capture_output=True, text=True)
+    stat_file.write_text(r.stderr)
+    for line in r.stderr.splitlines():
+        f = line.split(",")
+        if len(f) > 2 and f[0].replace(".", "", 1).isdigit():
+            out[f[2]] = float(f[0])
+    data = args.profile / f"{name}-round{rnd}.perf.data"
+    subprocess.run(["perf", "record", "-F", "1999", "-g", "-o", str(data), "-p", str(pid), "--", "sleep", str(span)],
+                   capture_output=True)
+    out["perf_data"] = str(data)
+    return out
+
+
+def run_client(name: str, args, raw_bin: Path, pinning: dict, rnd: int) -> dict:
     server = Server(args, pinning["server_cpu"])
     try:
         load_before = os.getloadavg()
         cmd = client_cmd(name, args, raw_bin, server.host, server.port)
         t0 = time.monotonic()
         s0 = server.cpu_s()
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.warmup + args.duration + 120,
-                              preexec_fn=pin_fn(pinning["client_cpu"]))
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=pin_fn(pinning["client_cpu"]))
+        profile = profile_client(proc.pid, name, args, rnd) if args.profile else None
+        try:
+            stdout, stderr = proc.communicate(timeout=args.warmup + args.duration + 120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stdout, stderr = proc.communicate()
         s1 = server.cpu_s()
         elapsed = time.monotonic() - t0
     finally:
         server_log = server.stop()
     if proc.returncode != 0:
-        raise BenchError(f"{name} exited with {proc.returncode}: {proc.stderr[-3000:]}")
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        raise BenchError(f"{name} exited with {proc.returncode}: {stderr[-3000:]}")
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
     if not lines:
-        raise BenchError(f"{name} printed no JSON: {proc.stdout[-2000:]} {proc.stderr[-2000:]}")
+        raise BenchError(f"{name} printed no JSON: {stdout[-2000:]} {stderr[-2000:]}")
     r = json.loads(lines[-1])
     r["client"] = name
     r["command"] = cmd
@@ -182,6 +216,13 @@ def run_client(name: str, args, raw_bin: Path, pinning: dict) -> dict:
     r["delivered_fraction"] = r["events_per_s"] / ideal if ideal > 0 else float("nan")
     r["events_per_cpu_s"] = r["output_events"] / cpu if cpu > 0 else float("inf")
     r["cpu_us_per_event"] = cpu * 1e6 / r["output_events"] if r["output_events"] else float("nan")
+    if profile:
+        rate = r["events_per_s"] * profile["window_s"]
+        if rate > 0:
+            for key in list(profile):
+                if key.startswith(("raw_syscalls", "syscalls", "context-switches")):
+                    profile[key.split(":")[-1] + "_per_event"] = profile[key] / rate
+        r["profile"] = profile
     return r
 
 
@@ -224,11 +265,14 @@ def ratios(by_client: dict) -> dict:
         out["engine_over_python"] = e / p
     if c and e:
         out["raw_c_over_engine"] = c / e
+    ps = by_client.get("python_streams", {}).get("events_per_cpu_s")
+    if e and ps:
+        out["engine_over_python_streams"] = e / ps
     return out
 
 
 def print_table(rounds: list[dict], args) -> None:
-    hdr = (f"{'run':>3} {'client':<7} {'out events':>10} {'ev/s':>8} {'%ideal':>6} {'user s':>7} {'sys s':>7} "
+    hdr = (f"{'run':>3} {'client':<14} {'out events':>10} {'ev/s':>8} {'%ideal':>6} {'user s':>7} {'sys s':>7} "
            f"{'cpu%':>5} {'ev/CPU-s':>9} {'us/ev':>6} {'srv cpu%':>8} {'load1':>5}")
     print(hdr)
     print("-" * len(hdr))
@@ -237,14 +281,15 @@ def print_table(rounds: list[dict], args) -> None:
             r = rnd["clients"].get(name)
             if not r:
                 continue
-            print(f"{i:>3} {name:<7} {r['output_events']:>10} {r['events_per_s']:>8.0f} "
+            print(f"{i:>3} {name:<14} {r['output_events']:>10} {r['events_per_s']:>8.0f} "
                   f"{100 * r['delivered_fraction']:>5.1f}% {r['cpu_user_s']:>7.2f} {r['cpu_sys_s']:>7.2f} "
                   f"{100 * r['client_cpu_share']:>4.0f}% {r['events_per_cpu_s']:>9.0f} {r['cpu_us_per_event']:>6.2f} "
                   f"{100 * r['server_cpu_share']:>7.0f}% {r['load_avg_before'][0]:>5.2f}")
         rt = rnd["ratios"]
         print(f"    ratios: engine/python {rt.get('engine_over_python', float('nan')):.2f}x "
               f"(target >= {TARGET_ENGINE_OVER_PYTHON:g}x), raw_c/engine {rt.get('raw_c_over_engine', float('nan')):.2f}x "
-              f"(target <= {TARGET_RAW_OVER_ENGINE:g}x)")
+              f"(target <= {TARGET_RAW_OVER_ENGINE:g}x), engine/python_streams "
+              f"{rt.get('engine_over_python_streams', float('nan')):.2f}x")
 
 
 def summarize(rounds: list[dict]) -> dict:
@@ -294,6 +339,9 @@ def main() -> int:
     p.add_argument("--raw-bin", type=Path, default=DEFAULT_RAW_BIN, help="raw_epoll_reader binary (built if missing)")
     p.add_argument("--build-with", choices=("cc", "cmake"), default="cc")
     p.add_argument("--json", dest="json_out", type=Path, default=None, help="write all results here")
+    p.add_argument("--profile", type=Path, default=None,
+                   help="also run perf stat and perf record -g on each client mid-window, into this folder "
+                        "(perturbs the CPU numbers a little; use for explanation, not for the table)")
     args = p.parse_args()
     args.clients = [c.strip() for c in args.clients.split(",") if c.strip()]
     for c in args.clients:
@@ -304,6 +352,10 @@ def main() -> int:
         p.error("--streams and --duration must be positive")
 
     raw_bin = build_raw(args.raw_bin, args.build_with) if "raw_c" in args.clients else args.raw_bin
+    if args.profile:
+        if not shutil.which("perf"):
+            p.error("--profile needs perf on PATH")
+        args.profile.mkdir(parents=True, exist_ok=True)
     pinning = plan_pinning(args)
     if not pinning["pinned"]:
         print(f"note: not pinned ({pinning['why']})", file=sys.stderr)
@@ -315,7 +367,7 @@ def main() -> int:
         for name in args.clients:
             print(f"round {i + 1}/{args.repeat}: {name} ({args.streams} streams, {args.warmup:g}s warm-up + "
                   f"{args.duration:g}s)...", file=sys.stderr, flush=True)
-            r = run_client(name, args, raw_bin, pinning)
+            r = run_client(name, args, raw_bin, pinning, i + 1)
             rnd["clients"][name] = r
             problems += [f"round {i + 1}: {x}" for x in sanity_problems(r)]
         rnd["ratios"] = ratios(rnd["clients"])
@@ -338,6 +390,17 @@ def main() -> int:
         ok = summary["targets"]["raw_c_over_engine_met"]
         print(f"raw_c/engine {rt['raw_c_over_engine']:.2f}x (target <= {TARGET_RAW_OVER_ENGINE:g}x): "
               f"{'met' if ok else 'MISSED'}")
+    if "engine_over_python_streams" in rt:
+        print(f"engine/python_streams {rt['engine_over_python_streams']:.2f}x")
+    if args.profile:
+        print("\nper output event (perf stat, mid-window): syscalls, read(), epoll waits, context switches")
+        for rnd in rounds:
+            for name, r in rnd["clients"].items():
+                pr = r.get("profile", {})
+                waits = pr.get("sys_enter_epoll_wait_per_event", 0) + pr.get("sys_enter_epoll_pwait_per_event", 0)
+                print(f"  round {rnd['round']} {name:<14} {pr.get('sys_enter_per_event', float('nan')):5.2f} "
+                      f"{pr.get('sys_enter_read_per_event', float('nan')):5.2f} {waits:5.2f} "
+                      f"{pr.get('context-switches_per_event', float('nan')):5.3f}")
 
     if args.json_out:
         doc = {"config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
