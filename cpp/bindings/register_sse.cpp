@@ -27,6 +27,7 @@ py::dict event_to_dict(const agentperf::SseEvent& e) {
   d["prompt_tokens"] = e.usage.prompt_tokens;
   d["completion_tokens"] = e.usage.completion_tokens;
   d["cached_tokens"] = e.usage.cached_tokens;
+  d["text"] = py::bytes(e.text.data(), e.text.size());
   return d;
 }
 

@@ -208,8 +208,13 @@ class Scanner {
         if (c == '"' && (key_is(key, "content") || key_is(key, "text") || key_is(key, "reasoning") ||
                          key_is(key, "reasoning_content"))) {
           const bool non_empty = p_ + 1 < e_ && p_[1] != '"';
+          const char* start = p_ + 1;
           if (!skip_string()) return false;  // a cut string is not counted
-          if (non_empty) ev_->has_output = true;
+          if (non_empty) {
+            ev_->has_output = true;
+            if (ev_->text.empty() && (key_is(key, "content") || key_is(key, "text")))
+              ev_->text = std::string_view(start, static_cast<size_t>(p_ - 1 - start));
+          }
           return true;
         }
         if (key_is(key, "timings")) return skip_value();  // llama.cpp's figures: nothing to find

@@ -142,15 +142,21 @@ bool ends_cut(const std::string& name) { return name == "truncated_tail"; }
 
 // Feeds `body` in pieces ending at `cuts` (ascending offsets; the end is implied), each piece from
 // its own short-lived heap copy.
+// Events come back with `text` cleared (its view dies with the piece); the texts are appended,
+// one line per event, to `texts` when given.
 std::vector<SseEvent> run_pieces(SseParser& parser, std::string_view body,
-                                 const std::vector<size_t>& cuts) {
+                                 const std::vector<size_t>& cuts, std::string* texts = nullptr) {
   std::vector<SseEvent> got;
   size_t start = 0;
   auto feed_piece = [&](size_t end) {
     const size_t n = end - start;
     std::unique_ptr<char[]> piece(new char[n ? n : 1]);
     if (n) std::memcpy(piece.get(), body.data() + start, n);
-    parser.feed(piece.get(), n, [&](const SseEvent& e) { got.push_back(e); });
+    parser.feed(piece.get(), n, [&](const SseEvent& e) {
+      got.push_back(e);
+      got.back().text = {};
+      if (texts) texts->append(e.text).append("\n");
+    });
     start = end;
   };
   for (size_t c : cuts) feed_piece(c);
@@ -617,4 +623,30 @@ TEST(sse_random_streams_split_invariance) {
       break;
     }
   }
+}
+
+// The raw content/text spans (fed back by history=generated) are the same however the body is split.
+TEST(sse_text_identical_across_splits) {
+  for (const auto& c : load_corpus()) {
+    SseParser whole_parser;
+    std::string whole;
+    run_pieces(whole_parser, c.body, {}, &whole);
+    for (size_t cut = 0; cut <= c.body.size(); ++cut) {
+      SseParser parser;
+      std::string split;
+      run_pieces(parser, c.body, {cut}, &split);
+      CHECK_MSG(split == whole, c.name << " split at " << cut);
+    }
+  }
+}
+
+TEST(sse_text_is_the_raw_escaped_content) {
+  SseEvent ev = inspect_sse_data(R"({"choices":[{"delta":{"content":"a \"q\" b\n"}}]})");
+  CHECK(ev.has_output);
+  CHECK_EQ(std::string(ev.text), std::string(R"(a \"q\" b\n)"));
+  ev = inspect_sse_data(R"({"choices":[{"delta":{"reasoning_content":"think"}}]})");
+  CHECK(ev.has_output);
+  CHECK(ev.text.empty());  // reasoning is not fed back as the reply
+  ev = inspect_sse_data(R"({"choices":[{"text":"tok","index":0}]})");
+  CHECK_EQ(std::string(ev.text), std::string("tok"));
 }

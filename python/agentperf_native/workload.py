@@ -33,9 +33,15 @@ class WorkloadError(ValueError):
 
 @dataclass
 class Turn:
-    messages: list[dict[str, Any]]
-    output_tokens: int | None = None  # recorded output length; sent as max_tokens
+    """One model call. Chat conversations carry ``messages``; token-only traces carry ``hash_ids``."""
+
+    messages: list[dict[str, Any]] | None = None  # messages appended since the previous call
+    output_tokens: int | None = None  # recorded output length
     tool_delay_s: float = 0.0  # delay after this call before the next one is sent
+    prompt_tokens: int | None = None  # recorded prompt tokens of this call (usage), if known
+    cached_tokens: int | None = None  # recorded cached prompt tokens of this call, if known
+    hash_ids: list[int] | None = None  # token-only: block hashes of the whole prompt of this call
+    input_tokens: int | None = None  # token-only: prompt length in tokens (last block may be partial)
 
 
 @dataclass
@@ -43,7 +49,9 @@ class Conversation:
     turns: list[Turn]
     system: str | None = None
     id: str = ""
+    tools: list[dict[str, Any]] | None = None  # OpenAI tool definitions sent with every call
     metadata: dict[str, Any] = field(default_factory=dict)
+    block_size: int | None = None  # token-only traces: tokens per hash block (64, 512, ...)
 
 
 def _fail(where: str, what: str, todo: str) -> WorkloadError:

@@ -48,6 +48,10 @@ struct SseEvent {
   bool error = false;       ///< an error object / `event: error`
   bool malformed = false;   ///< data is not a JSON object nor [DONE]
   SseUsage usage;
+  /// The raw (still JSON-escaped, without quotes) value of the first non-empty "content" or "text"
+  /// string of the chunk; empty when none. Valid only during the on_event callback (it points into
+  /// the fed bytes or the parser's buffer). Used to feed generated output back (history=generated).
+  std::string_view text;
   bool operator==(const SseEvent&) const = default;
 };
 
