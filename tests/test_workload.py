@@ -187,3 +187,111 @@ def test_bundled_default_loads_and_grows_context():
     sizes = np.array(workload.core.fragment_bytes)
     assert sizes > 0
     assert max(len(c.turns) for c in convs) > 10
+
+
+def _bodies_by_connection(recorder):
+    out = {}
+    for index, _, body in recorder.requests:
+        out.setdefault(index, []).append(json.loads(body))
+    return out
+
+
+def _strip_prefix(req):
+    content = req["messages"][0]["content"]
+    m = re.match(r"^\[rid:[0-9a-f]{16}\] ", content)
+    if m:
+        req["messages"][0]["content"] = content[m.end():]
+    return m.group(0) if m else None
+
+
+def test_generated_history_feeds_back_what_the_server_streamed(recorder):
+    conv = conversation()
+    workload = ap.encode([conv], model="m", policy=ap.RequestPolicy(history="generated"))
+    engine = ap.Engine(f"http://127.0.0.1:{recorder.port}", workload, workers=1, random_start_turn=False)
+    _, records = ap.run_phase(engine, 1, 0.4)
+    assert (records["error_kind"] == 0).all()
+    bodies = _bodies_by_connection(recorder)[0]
+    assert len(bodies) >= 3
+    for k, req in enumerate(bodies[:3]):
+        _strip_prefix(req)
+        expected = [{"role": "system", "content": conv.system}]
+        for j, turn in enumerate(conv.turns[: k + 1]):
+            for i, m in enumerate(turn.messages):
+                if j > 0 and i == 0 and m["role"] == "assistant":
+                    m = dict(m, content="ok done")  # what the recording server streamed ("ok" + " done")
+                expected.append(m)
+        assert req["messages"] == expected
+
+
+def test_exact_output_policy_asks_for_exact_lengths(recorder):
+    conv = conversation()
+    workload = ap.encode([conv], model="m", policy=ap.RequestPolicy(output="exact"))
+    engine = ap.Engine(f"http://127.0.0.1:{recorder.port}", workload, workers=1, random_start_turn=False)
+    _, records = ap.run_phase(engine, 1, 0.3)
+    bodies = _bodies_by_connection(recorder)[0]
+    for k, req in enumerate(bodies[:3]):
+        n = conv.turns[k].output_tokens
+        assert req["max_tokens"] == n and req["min_tokens"] == n and req["ignore_eos"] is True
+    # The recording server sends 2 tokens: under-generation is flagged on every record.
+    ok = records[records["error_kind"] == 0]
+    assert len(ok) and (ok["flags"] & ap.engine.FLAG_UNDER_GENERATED).all()
+
+
+def test_fixed_output_policy_and_tools_are_sent(recorder):
+    conv = conversation()
+    conv.tools = [{"type": "function", "function": {"name": "bash", "parameters": {"type": "object"}}}]
+    workload = ap.encode([conv], model="m", policy=ap.RequestPolicy(output="fixed:64"))
+    engine = ap.Engine(f"http://127.0.0.1:{recorder.port}", workload, workers=1, random_start_turn=False)
+    ap.run_phase(engine, 1, 0.2)
+    req = _bodies_by_connection(recorder)[0][0]
+    assert req["max_tokens"] == 64 and req["min_tokens"] == 64
+    assert req["tools"] == conv.tools
+
+
+def test_shared_system_prompt_keeps_the_prefix_out_of_it(recorder):
+    conv = conversation()
+    workload = ap.encode([conv], model="m", policy=ap.RequestPolicy(share_system_prompt=True))
+    engine = ap.Engine(f"http://127.0.0.1:{recorder.port}", workload, workers=1, random_start_turn=False)
+    ap.run_phase(engine, 2, 0.3)
+    for bodies in _bodies_by_connection(recorder).values():
+        req = bodies[0]
+        assert req["messages"][0] == {"role": "system", "content": conv.system}
+        assert re.match(r"^\[rid:[0-9a-f]{16}\] Fix the bug", req["messages"][1]["content"])
+
+
+def test_a_new_isolation_epoch_gives_fresh_prefixes(recorder):
+    workload = ap.encode([conversation()], model="m")
+    engine = ap.Engine(f"http://127.0.0.1:{recorder.port}", workload, workers=1, random_start_turn=False)
+    ap.run_phase(engine, 1, 0.2)
+    first = {_strip_prefix(json.loads(b)) for _, _, b in recorder.requests}
+    recorder.requests.clear()
+    engine.new_isolation_epoch()
+    ap.run_phase(engine, 1, 0.2)
+    second = {_strip_prefix(json.loads(b)) for _, _, b in recorder.requests}
+    assert len(first) == 1 and len(second) == 1 and first != second
+
+
+@pytest.mark.parametrize("spec, check", [
+    ("none", lambda d, r: d == 0),
+    ("recorded", lambda d, r: d == r),
+    ("fixed:0.25", lambda d, r: d == 0.25),
+    ("uniform:0.1,0.2", lambda d, r: 0.1 <= d <= 0.2),
+    ("lognormal:1,0.5", lambda d, r: d > 0),
+])
+def test_tool_delay_policies(spec, check):
+    policy = ap.RequestPolicy(tool_delay=spec)
+    for recorded in (0.0, 0.7, 3.0):
+        assert check(policy.delay_ns(recorded) / 1e9, recorded)
+    capped = ap.RequestPolicy(tool_delay="fixed:9", tool_delay_cap_s=2.0)
+    assert capped.delay_ns(0) == 2_000_000_000
+
+
+@pytest.mark.parametrize("bad", ["sometimes", "fixed:-1", "uniform:3,1", "lognormal:0,1"])
+def test_bad_tool_delay_specs_say_how_to_write_them(bad):
+    with pytest.raises(ValueError, match="lognormal:MEDIAN,SIGMA"):
+        ap.RequestPolicy(tool_delay=bad)
+
+
+def test_bad_output_policy_is_refused():
+    with pytest.raises(ValueError, match="fixed:N"):
+        ap.RequestPolicy(output="fixed:zero")

@@ -94,29 +94,50 @@ void register_engine(py::module_& m) {
       .def(
           "set_request",
           [](PyWorkload& self, std::string path, std::string model, bool include_usage, bool ignore_eos,
-             std::string extra_body) {
+             std::string extra_body, std::string open, std::string close, std::string isolation_style,
+             int32_t isolation_tokens, int32_t isolation_token_lo, int32_t isolation_token_hi) {
             self.check_open();
-            self.w->request = RequestOptions{std::move(path), std::move(model), include_usage, ignore_eos,
-                                             std::move(extra_body)};
+            RequestOptions r;
+            r.path = std::move(path);
+            r.model = std::move(model);
+            r.include_usage = include_usage;
+            r.ignore_eos = ignore_eos;
+            r.extra_body = std::move(extra_body);
+            r.open = std::move(open);
+            r.close = std::move(close);
+            if (isolation_style == "text") r.isolation_style = IsolationStyle::kText;
+            else if (isolation_style == "token_ids") r.isolation_style = IsolationStyle::kTokenIds;
+            else throw py::value_error("isolation_style must be 'text' or 'token_ids'");
+            r.isolation_tokens = isolation_tokens;
+            r.isolation_token_lo = isolation_token_lo;
+            r.isolation_token_hi = isolation_token_hi;
+            self.w->request = std::move(r);
           },
           py::arg("path"), py::arg("model"), py::arg("include_usage") = true, py::arg("ignore_eos") = false,
-          py::arg("extra_body") = "")
+          py::arg("extra_body") = "", py::arg("open") = "\"messages\":[", py::arg("close") = "]",
+          py::arg("isolation_style") = "text", py::arg("isolation_tokens") = 4, py::arg("isolation_token_lo") = 1000,
+          py::arg("isolation_token_hi") = 30000)
       .def(
           "add_conversation",
-          [](PyWorkload& self, std::vector<std::string> fragments, int32_t insert_at,
-             const std::vector<std::tuple<uint32_t, int32_t, int32_t, int64_t>>& turns) {
+          [](PyWorkload& self, std::vector<std::string> fragments, std::vector<uint32_t> pieces,
+             const std::vector<std::tuple<uint32_t, uint32_t, int32_t, int32_t, int32_t, int64_t>>& turns,
+             std::vector<int32_t> reply_of, std::string members) {
             self.check_open();
             Conversation c;
             c.fragments = std::move(fragments);
-            c.insert_at = insert_at;
-            for (const auto& [end, max_tokens, min_tokens, delay] : turns)
-              c.turns.push_back(TurnSpec{end, max_tokens, min_tokens, delay});
+            c.pieces = std::move(pieces);
+            c.reply_of = std::move(reply_of);
+            c.members = std::move(members);
+            for (const auto& [begin, end, insert_at, max_tokens, min_tokens, delay] : turns)
+              c.turns.push_back(TurnSpec{begin, end, insert_at, max_tokens, min_tokens, delay});
             self.w->conversations.push_back(std::move(c));
             return self.w->conversations.size() - 1;
           },
-          py::arg("fragments"), py::arg("insert_at"), py::arg("turns"),
-          "Adds a conversation: JSON fragments, the isolation insert point, and per turn "
-          "(fragment_end, max_tokens, min_tokens, tool_delay_ns).")
+          py::arg("fragments"), py::arg("pieces"), py::arg("turns"), py::arg("reply_of") = std::vector<int32_t>{},
+          py::arg("members") = "",
+          "Adds a conversation: JSON fragments, the piece list (fragment indices), per turn "
+          "(piece_begin, piece_end, insert_at, max_tokens, min_tokens, tool_delay_ns), the turn whose reply "
+          "each fragment records (-1: none), and extra JSON members for its requests.")
       .def("finalize",
            [](PyWorkload& self) {
              if (self.frozen) return;
@@ -129,13 +150,24 @@ void register_engine(py::module_& m) {
         for (const auto& c : self.w->conversations)
           for (const auto& f : c.fragments) n += f.size();
         return n;
-      });
+      })
+      .def("turn_body", [](const PyWorkload& self, size_t conversation, size_t turn) {
+        // The messages/prompt part of a request as the engine writes it, without an isolation
+        // prefix (for tests and inspection).
+        if (!self.frozen) throw std::logic_error("finalize() first");
+        const Conversation& c = self.w->conversations.at(conversation);
+        const TurnSpec& t = c.turns.at(turn);
+        std::string out = self.w->request.open;
+        for (uint32_t i = t.piece_begin; i < t.piece_end; ++i) out += c.fragments[c.pieces[i]];
+        out += self.w->request.close;
+        return py::bytes(out);
+      }, py::arg("conversation"), py::arg("turn"));
 
   py::class_<Engine>(m, "Engine")
       .def(py::init([](PyWorkload& wl, std::string host, uint16_t port, std::string host_header, std::string authorization,
                        int workers, int64_t request_timeout_ns, int64_t connect_retry_ns, uint64_t seed,
                        bool random_start_turn, bool cache_isolation, size_t record_buffer_limit,
-                       int64_t spawn_interval_ns) {
+                       int64_t spawn_interval_ns, bool history_generated) {
              if (!wl.frozen) throw std::logic_error("finalize() the workload before creating an engine");
              EngineConfig c;
              c.host = std::move(host);
@@ -150,17 +182,20 @@ void register_engine(py::module_& m) {
              c.cache_isolation = cache_isolation;
              c.record_buffer_limit = record_buffer_limit;
              c.spawn_interval_ns = spawn_interval_ns;
+             c.history_generated = history_generated;
              return std::make_unique<Engine>(std::move(c), wl.w);
            }),
            py::arg("workload"), py::arg("host"), py::arg("port"), py::arg("host_header") = "",
            py::arg("authorization") = "", py::arg("workers") = 1,
            py::arg("request_timeout_ns") = 600LL * 1'000'000'000, py::arg("connect_retry_ns") = 100'000'000,
            py::arg("seed") = 1, py::arg("random_start_turn") = true, py::arg("cache_isolation") = true,
-           py::arg("record_buffer_limit") = size_t{1} << 22, py::arg("spawn_interval_ns") = 0)
+           py::arg("record_buffer_limit") = size_t{1} << 22, py::arg("spawn_interval_ns") = 0,
+           py::arg("history_generated") = false)
       .def("start", &Engine::start, py::call_guard<py::gil_scoped_release>())
       .def("stop", &Engine::stop, py::call_guard<py::gil_scoped_release>())
       .def("set_concurrency", &Engine::set_concurrency, py::arg("agents"))
       .def_property_readonly("concurrency", &Engine::concurrency)
+      .def_property("isolation_epoch", &Engine::isolation_epoch, &Engine::set_isolation_epoch)
       .def_property_readonly("running", &Engine::running)
       .def("snapshot",
            [](const Engine& e) {

@@ -57,6 +57,14 @@ std::string json_string(const std::string& s) {
 
 bool is_2xx(int status) { return status >= 200 && status < 300; }
 
+// A small, well-mixed deterministic generator (SplitMix64) for isolation prefixes.
+uint64_t splitmix64(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
 }  // namespace
 
 class Agent;
@@ -65,7 +73,7 @@ class Agent;
 class Worker final : public TimerTarget {
  public:
   Worker(int index, const EngineConfig& config, std::shared_ptr<const Workload> workload,
-         const sockaddr_storage& addr, socklen_t addr_len);
+         const sockaddr_storage& addr, socklen_t addr_len, const std::atomic<uint64_t>& isolation_epoch);
   ~Worker() override;
 
   void start() { thread_ = std::thread([this] { run(); }); }
@@ -100,6 +108,7 @@ class Worker final : public TimerTarget {
   std::mt19937_64& rng() { return rng_; }
   int index() const { return index_; }
   const std::string& json_prefix() const { return json_prefix_; }
+  uint64_t isolation_epoch() const { return isolation_epoch_.load(std::memory_order_relaxed); }
   const std::string& http_head_prefix() const { return http_head_prefix_; }
   Histogram& itl() { return itl_; }
   void commit(RequestRecord& rec);
@@ -126,6 +135,7 @@ class Worker final : public TimerTarget {
   std::mt19937_64 rng_;
   std::string json_prefix_;
   std::string http_head_prefix_;
+  const std::atomic<uint64_t>& isolation_epoch_;  // the engine's; read per request
   int64_t next_agent_seq_ = 0;
   int64_t next_spawn_ns_ = 0;     // ramp: earliest time of the next agent arrival
   bool spawn_tick_pending_ = false;
@@ -161,16 +171,14 @@ class Agent final : public TimerTarget, public IoHandler, public StreamHandler {
     id_ = id;
     leaving = false;
     ++gen_;
-    std::uniform_int_distribution<uint64_t> any;
-    char prefix[40];
-    std::snprintf(prefix, sizeof prefix, "[rid:%016llx] ", static_cast<unsigned long long>(any(w_.rng())));
-    prefix_ = prefix;
+    prefix_epoch_ = UINT64_MAX;  // the prefix is derived from (seed, id, epoch) when first needed
     const Workload& wl = w_.workload();
     conv_ = static_cast<int32_t>(std::uniform_int_distribution<size_t>(0, wl.conversations.size() - 1)(w_.rng()));
     size_t turns = wl.conversations[conv_].turns.size();
     turn_ = w_.config().random_start_turn
                 ? static_cast<int32_t>(std::uniform_int_distribution<size_t>(0, turns - 1)(w_.rng()))
                 : 0;
+    clear_generated();
   }
 
   size_t slot = 0;  // index in the worker's agents_ vector
@@ -268,6 +276,7 @@ class Agent final : public TimerTarget, public IoHandler, public StreamHandler {
   void on_response_data(const char* data, size_t n, int64_t now) override {
     if (!is_2xx(rec_.http_status)) return;
     sse_.feed(data, n, [&](const SseEvent& ev) {
+      if (capturing_ && !ev.text.empty()) capture_.append(ev.text);
       if (ev.has_output) {
         if (rec_.first_token_ns == 0) {
           rec_.first_token_ns = now;
@@ -353,6 +362,33 @@ class Agent final : public TimerTarget, public IoHandler, public StreamHandler {
     stream_error_ = false;
     malformed_ = false;
     sse_.reset();
+    capturing_ = w_.config().history_generated && !w_.workload().conversations[conv_].reply_of.empty();
+    capture_.clear();
+  }
+
+  // The isolation prefix of this agent for the engine's current isolation epoch: a pure function of
+  // (seed, agent id, epoch), so a new epoch (a new phase) gives every agent a fresh one.
+  const std::string& isolation_prefix() {
+    uint64_t epoch = w_.isolation_epoch();
+    if (epoch == prefix_epoch_) return prefix_;
+    prefix_epoch_ = epoch;
+    uint64_t state = w_.config().seed ^ (static_cast<uint64_t>(id_) * 0xD1B54A32D192ED03ULL) ^
+                     (epoch * 0x8CB92BA72F3D8DD7ULL);
+    const RequestOptions& ro = w_.workload().request;
+    char buf[32];
+    prefix_.clear();
+    if (ro.isolation_style == IsolationStyle::kTokenIds) {
+      const uint64_t span = static_cast<uint64_t>(ro.isolation_token_hi - ro.isolation_token_lo);
+      for (int i = 0; i < ro.isolation_tokens; ++i) {
+        int n = std::snprintf(buf, sizeof buf, "%lld,",
+                              static_cast<long long>(ro.isolation_token_lo + splitmix64(state) % span));
+        prefix_.append(buf, static_cast<size_t>(n));
+      }
+    } else {
+      int n = std::snprintf(buf, sizeof buf, "[rid:%016llx] ", static_cast<unsigned long long>(splitmix64(state)));
+      prefix_.append(buf, static_cast<size_t>(n));
+    }
+    return prefix_;
   }
 
   void build_request() {
@@ -369,27 +405,50 @@ class Agent final : public TimerTarget, public IoHandler, public StreamHandler {
       std::snprintf(num, sizeof num, ",\"min_tokens\":%d", turn.min_tokens);
       json_ += num;
     }
-    json_ += ",\"messages\":[";
-    bool isolate = w_.config().cache_isolation && conv.insert_at >= 0 &&
-                   static_cast<uint32_t>(conv.insert_at) <= turn.fragment_end;
-    uint64_t body = json_.size() + conv.cumulative_bytes[turn.fragment_end] + 2 + (isolate ? prefix_.size() : 0);
+    json_ += conv.members;
+    json_ += ',';
+    json_ += wl.request.open;
+    const bool isolate = w_.config().cache_isolation && turn.insert_at >= 0;
+    const std::string* prefix = isolate ? &isolation_prefix() : nullptr;
+    const bool generated = w_.config().history_generated && !conv.reply_of.empty();
+
+    iov_.clear();
+    iov_.push_back({nullptr, 0});  // the HTTP head, filled below once the length is known
+    iov_.push_back({json_.data(), json_.size()});
+    uint64_t body = json_.size() + wl.request.close.size() + 1;
+    for (uint32_t i = turn.piece_begin; i < turn.piece_end; ++i) {
+      if (prefix && static_cast<int32_t>(i - turn.piece_begin) == turn.insert_at) {
+        iov_.push_back({const_cast<char*>(prefix->data()), prefix->size()});
+        body += prefix->size();
+      }
+      const uint32_t f = conv.pieces[i];
+      const std::string* text = &conv.fragments[f];
+      if (generated && conv.reply_of[f] >= 0 && static_cast<size_t>(conv.reply_of[f]) < generated_.size() &&
+          generated_ok_[conv.reply_of[f]])
+        text = &generated_[conv.reply_of[f]];
+      iov_.push_back({const_cast<char*>(text->data()), text->size()});
+      body += text->size();
+    }
+    if (prefix && static_cast<uint32_t>(turn.insert_at) == turn.piece_end - turn.piece_begin) {
+      iov_.push_back({const_cast<char*>(prefix->data()), prefix->size()});
+      body += prefix->size();
+    }
+    tail_ = wl.request.close;
+    tail_ += '}';
+    iov_.push_back({tail_.data(), tail_.size()});
+
     head_ = w_.http_head_prefix();
     std::snprintf(num, sizeof num, "Content-Length: %llu\r\n\r\n", static_cast<unsigned long long>(body));
     head_ += num;
+    iov_[0] = {head_.data(), head_.size()};
     rec_.request_bytes = static_cast<int64_t>(body);
+  }
 
-    iov_.clear();
-    iov_.push_back({head_.data(), head_.size()});
-    iov_.push_back({json_.data(), json_.size()});
-    for (uint32_t i = 0; i < turn.fragment_end; ++i) {
-      if (isolate && static_cast<int32_t>(i) == conv.insert_at) iov_.push_back({prefix_.data(), prefix_.size()});
-      const std::string& f = conv.fragments[i];
-      iov_.push_back({const_cast<char*>(f.data()), f.size()});
-    }
-    if (isolate && static_cast<uint32_t>(conv.insert_at) == turn.fragment_end)
-      iov_.push_back({prefix_.data(), prefix_.size()});
-    static const char kTail[] = "]}";
-    iov_.push_back({const_cast<char*>(kTail), 2});
+  // history=generated: the replies this agent received in its current conversation, by turn.
+  void clear_generated() {
+    for (auto& g : generated_) g.clear();
+    std::fill(generated_ok_.begin(), generated_ok_.end(), false);
+    capture_.clear();
   }
 
   void send_request() {
@@ -484,6 +543,15 @@ class Agent final : public TimerTarget, public IoHandler, public StreamHandler {
     if (kind == ErrorKind::kNone && w_.config().protocol == Protocol::kHttp1 && turn.max_tokens > 0 &&
         (turn.min_tokens > 0 || w_.workload().request.ignore_eos) && rec_.output_tokens < turn.max_tokens)
       rec_.flags |= kFlagUnderGenerated;
+    if (capturing_ && kind == ErrorKind::kNone) {
+      size_t turns = w_.workload().conversations[conv_].turns.size();
+      if (generated_.size() < turns) {
+        generated_.resize(turns);
+        generated_ok_.resize(turns, false);
+      }
+      generated_[turn_].swap(capture_);
+      generated_ok_[turn_] = true;
+    }
     w_.commit(rec_);
 
     if (kind == ErrorKind::kCancelled) return;
@@ -515,6 +583,7 @@ class Agent final : public TimerTarget, public IoHandler, public StreamHandler {
     }
     conv_ = static_cast<int32_t>(std::uniform_int_distribution<size_t>(0, wl.conversations.size() - 1)(w_.rng()));
     turn_ = 0;
+    clear_generated();
   }
 
   Worker& w_;
@@ -522,6 +591,12 @@ class Agent final : public TimerTarget, public IoHandler, public StreamHandler {
   int32_t conv_ = 0;
   int32_t turn_ = 0;
   std::string prefix_;
+  uint64_t prefix_epoch_ = UINT64_MAX;
+  bool capturing_ = false;
+  std::string capture_;                 // raw (escaped) reply text of the request in flight
+  std::vector<std::string> generated_;  // by turn: the reply received (history=generated)
+  std::vector<bool> generated_ok_;
+  std::string tail_;
   int fd_ = -1;
   bool connecting_ = false;
   bool preconnect_ = false;
@@ -543,20 +618,21 @@ class Agent final : public TimerTarget, public IoHandler, public StreamHandler {
 };
 
 Worker::Worker(int index, const EngineConfig& config, std::shared_ptr<const Workload> workload,
-               const sockaddr_storage& addr, socklen_t addr_len)
+               const sockaddr_storage& addr, socklen_t addr_len, const std::atomic<uint64_t>& isolation_epoch)
     : index_(index),
       config_(config),
       workload_(std::move(workload)),
       addr_(addr),
       addr_len_(addr_len),
       read_buffer_(new char[kReadBufferBytes]),
-      rng_(config.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(index) + 1) {
+      rng_(config.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(index) + 1),
+      isolation_epoch_(isolation_epoch) {
   loop_.set_wake_handler(this);
   const RequestOptions& ro = workload_->request;
   json_prefix_ = "{\"model\":" + json_string(ro.model) + ",\"stream\":true";
   if (ro.include_usage) json_prefix_ += ",\"stream_options\":{\"include_usage\":true}";
   if (ro.ignore_eos) json_prefix_ += ",\"ignore_eos\":true";
-  if (!ro.extra_body.empty()) json_prefix_ += "," + ro.extra_body;
+  json_prefix_ += ro.extra_body;
   std::string host = config_.host_header.empty() ? config_.host + ":" + std::to_string(config_.port)
                                                  : config_.host_header;
   http_head_prefix_ = "POST " + ro.path + " HTTP/1.1\r\nHost: " + host +
@@ -690,7 +766,7 @@ Engine::Engine(EngineConfig config, std::shared_ptr<const Workload> workload)
     : config_(std::move(config)), workload_(std::move(workload)) {
   if (!workload_ || workload_->conversations.empty()) throw std::invalid_argument("the workload is empty");
   for (const Conversation& c : workload_->conversations)
-    if (c.cumulative_bytes.size() != c.fragments.size() + 1)
+    if (c.turn_bytes.size() != c.turns.size())
       throw std::invalid_argument("the workload was not finalized (call Workload::finalize())");
   if (config_.workers < 1) throw std::invalid_argument("workers must be >= 1");
   if (config_.request_timeout_ns <= 0) throw std::invalid_argument("request_timeout_ns must be > 0");
@@ -715,7 +791,7 @@ void Engine::start() {
 
   workers_.clear();
   for (int i = 0; i < config_.workers; ++i)
-    workers_.push_back(std::make_unique<Worker>(i, config_, workload_, addr, len));
+    workers_.push_back(std::make_unique<Worker>(i, config_, workload_, addr, len, isolation_epoch_));
   running_.store(true);
   set_concurrency(target_.load());
   for (auto& w : workers_) w->start();

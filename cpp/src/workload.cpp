@@ -5,29 +5,39 @@
 
 namespace agentperf {
 
+namespace {
+std::invalid_argument bad(size_t c, const std::string& what) {
+  return std::invalid_argument("conversation " + std::to_string(c) + ": " + what);
+}
+}  // namespace
+
 void Workload::finalize() {
   if (conversations.empty()) throw std::invalid_argument("workload has no conversations");
+  if (request.isolation_style == IsolationStyle::kTokenIds &&
+      (request.isolation_tokens < 1 || request.isolation_token_lo < 0 ||
+       request.isolation_token_hi <= request.isolation_token_lo))
+    throw std::invalid_argument("token-id isolation needs isolation_tokens >= 1 and 0 <= lo < hi");
   for (size_t c = 0; c < conversations.size(); ++c) {
     Conversation& conv = conversations[c];
-    if (conv.turns.empty())
-      throw std::invalid_argument("conversation " + std::to_string(c) + " has no turns");
-    if (conv.insert_at > static_cast<int32_t>(conv.fragments.size()))
-      throw std::invalid_argument("conversation " + std::to_string(c) + ": insert_at past the last fragment");
-    uint32_t previous_end = 0;
+    if (conv.turns.empty()) throw bad(c, "has no turns");
+    if (!conv.reply_of.empty() && conv.reply_of.size() != conv.fragments.size())
+      throw bad(c, "reply_of must have one entry per fragment");
+    for (uint32_t p : conv.pieces)
+      if (p >= conv.fragments.size()) throw bad(c, "piece index " + std::to_string(p) + " out of range");
+    conv.turn_bytes.assign(conv.turns.size(), 0);
     for (size_t t = 0; t < conv.turns.size(); ++t) {
       const TurnSpec& turn = conv.turns[t];
-      if (turn.fragment_end == 0 || turn.fragment_end > conv.fragments.size() || turn.fragment_end < previous_end)
-        throw std::invalid_argument("conversation " + std::to_string(c) + " turn " + std::to_string(t) +
-                                    ": fragment_end " + std::to_string(turn.fragment_end) +
-                                    " must be in [previous turn's end, number of fragments] and > 0");
-      if (turn.tool_delay_ns < 0)
-        throw std::invalid_argument("conversation " + std::to_string(c) + " turn " + std::to_string(t) +
-                                    ": negative tool delay");
-      previous_end = turn.fragment_end;
+      std::string where = "turn " + std::to_string(t) + ": ";
+      if (turn.piece_begin >= turn.piece_end || turn.piece_end > conv.pieces.size())
+        throw bad(c, where + "piece range [" + std::to_string(turn.piece_begin) + ", " +
+                         std::to_string(turn.piece_end) + ") is empty or out of range");
+      if (turn.insert_at > static_cast<int32_t>(turn.piece_end - turn.piece_begin))
+        throw bad(c, where + "insert_at past the end of the turn's pieces");
+      if (turn.tool_delay_ns < 0) throw bad(c, where + "negative tool delay");
+      uint64_t bytes = 0;
+      for (uint32_t i = turn.piece_begin; i < turn.piece_end; ++i) bytes += conv.fragments[conv.pieces[i]].size();
+      conv.turn_bytes[t] = bytes;
     }
-    conv.cumulative_bytes.assign(conv.fragments.size() + 1, 0);
-    for (size_t i = 0; i < conv.fragments.size(); ++i)
-      conv.cumulative_bytes[i + 1] = conv.cumulative_bytes[i] + conv.fragments[i].size();
   }
 }
 

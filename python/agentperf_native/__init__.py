@@ -14,6 +14,7 @@ from .server import SimServer  # noqa: E402
 from .workload import (  # noqa: E402
     Conversation,
     EncodedWorkload,
+    RequestPolicy,
     Turn,
     WorkloadError,
     bundled_path,
@@ -22,7 +23,7 @@ from .workload import (  # noqa: E402
 )
 
 __all__ = [
-    "Conversation", "ERROR_KINDS", "EncodedWorkload", "Endpoint", "Engine", "PhaseSummary", "RECORD_DTYPE",
+    "Conversation", "ERROR_KINDS", "EncodedWorkload", "Endpoint", "Engine", "PhaseSummary", "RECORD_DTYPE", "RequestPolicy",
     "SimServer", "Snapshot", "Turn", "WorkloadError", "bundled_path", "encode", "load_conversations", "now_ns",
     "run_phase", "summarize",
 ]

@@ -78,7 +78,7 @@ class Engine:
     def __init__(self, url: str | Endpoint, workload: EncodedWorkload, concurrency: int = 0, *,
                  workers: int | None = None, api_key: str | None = None, request_timeout_s: float = 600.0,
                  seed: int = 1, random_start_turn: bool = True, cache_isolation: bool = True,
-                 spawn_interval_s: float = 0.0) -> None:
+                 spawn_interval_s: float = 0.0, history: str | None = None) -> None:
         self.endpoint = url if isinstance(url, Endpoint) else Endpoint.parse(url)
         self.workload = workload
         self.workers = workers or default_workers()
@@ -95,6 +95,7 @@ class Engine:
             random_start_turn=random_start_turn,
             cache_isolation=cache_isolation,
             spawn_interval_ns=int(spawn_interval_s * 1e9),
+            history_generated=(history or workload.policy.history) == "generated",
         )
         self._core.set_concurrency(int(concurrency))
 
@@ -114,6 +115,10 @@ class Engine:
     @property
     def concurrency(self) -> int:
         return self._core.concurrency
+
+    def new_isolation_epoch(self) -> None:
+        """Gives every agent a fresh cache-isolation prefix from its next request on (a new phase)."""
+        self._core.isolation_epoch = self._core.isolation_epoch + 1
 
     @property
     def running(self) -> bool:

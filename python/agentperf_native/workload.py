@@ -131,16 +131,87 @@ def _dump(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
-def _split_for_prefix(message: dict[str, Any]) -> tuple[str, str] | None:
-    """Encodes a message as two pieces so that a prefix inserted between them starts its text content."""
+def _split_content(message: dict[str, Any]) -> tuple[str, str, str] | None:
+    """Encodes a message with string content as (head, escaped content, tail), content last.
+
+    The isolation prefix goes between head and content; with history=generated an assistant
+    message's content piece is replaced by the reply the agent received."""
     content = message.get("content")
-    if not isinstance(content, str):
+    if content is not None and not isinstance(content, str):
         return None
     rest = {k: v for k, v in message.items() if k != "content"}
-    head = _dump(rest)[:-1]  # without the closing brace
-    head += ("," if len(rest) else "") + '"content":"'
-    tail = _dump(content)[1:] + "}"
-    return head, tail
+    head = _dump(rest)[:-1] + ("," if rest else "") + '"content":"'
+    return head, _dump(content or "")[1:-1], '"}'
+
+
+@dataclass
+class RequestPolicy:
+    """How recorded turns become requests (``run`` options)."""
+
+    history: str = "recorded"  # "recorded" or "generated" (feed back what the server streamed)
+    output: str = "recorded"  # "exact" (max=min=recorded + ignore_eos), "recorded" (cap only), "fixed:N"
+    tool_delay: str = "recorded"  # "recorded", "none", "fixed:S", "uniform:LO,HI", "lognormal:MEDIAN,SIGMA"
+    tool_delay_cap_s: float | None = None
+    share_system_prompt: bool = False  # isolation prefix after the system prompt, not inside it
+    default_max_tokens: int | None = None  # for turns with no recorded output length
+    seed: int = 1  # for sampled tool delays
+
+    def __post_init__(self) -> None:
+        if self.history not in ("recorded", "generated"):
+            raise ValueError(f"history must be 'recorded' or 'generated', not {self.history!r}")
+        self.fixed_output = None
+        if self.output.startswith("fixed:"):
+            try:
+                self.fixed_output = int(self.output[6:])
+            except ValueError:
+                self.fixed_output = 0
+            if self.fixed_output < 1:
+                raise ValueError(f"output policy {self.output!r}: write fixed:N with N >= 1")
+        elif self.output not in ("exact", "recorded"):
+            raise ValueError(f"output policy must be 'exact', 'recorded' or 'fixed:N', not {self.output!r}")
+        self._delay = _delay_sampler(self.tool_delay, self.seed)
+
+    @property
+    def exact(self) -> bool:
+        return self.output == "exact" or self.fixed_output is not None
+
+    def lengths(self, recorded: int | None) -> tuple[int, int]:
+        """(max_tokens, min_tokens) for a turn, -1 meaning omitted."""
+        n = self.fixed_output if self.fixed_output is not None else (recorded or self.default_max_tokens)
+        if n is None:
+            return -1, -1
+        return n, (n if self.exact else -1)
+
+    def delay_ns(self, recorded_s: float) -> int:
+        d = self._delay(recorded_s)
+        if self.tool_delay_cap_s is not None:
+            d = min(d, self.tool_delay_cap_s)
+        return int(round(max(0.0, d) * 1e9))
+
+
+def _delay_sampler(spec: str, seed: int):
+    import math
+    import random
+
+    rng = random.Random(seed)
+    kind, _, args = spec.partition(":")
+    try:
+        values = [float(x) for x in args.split(",")] if args else []
+    except ValueError:
+        values = None
+    if kind == "recorded" and not args:
+        return lambda recorded: recorded
+    if kind == "none" and not args:
+        return lambda recorded: 0.0
+    if kind == "fixed" and values and len(values) == 1 and values[0] >= 0:
+        return lambda recorded: values[0]
+    if kind == "uniform" and values and len(values) == 2 and 0 <= values[0] <= values[1]:
+        return lambda recorded: rng.uniform(values[0], values[1])
+    if kind == "lognormal" and values and len(values) == 2 and values[0] > 0 and values[1] >= 0:
+        mu = math.log(values[0])
+        return lambda recorded: rng.lognormvariate(mu, values[1])
+    raise ValueError(f"tool delay {spec!r}: write recorded, none, fixed:S, uniform:LO,HI or lognormal:MEDIAN,SIGMA "
+                     "(seconds)")
 
 
 @dataclass
@@ -151,40 +222,151 @@ class EncodedWorkload:
     conversations: list[Conversation]
     digest: str  # sha256 of the encoded fragments and turn specs: pins the workload in results
     requests_per_pass: int
+    policy: "RequestPolicy"
 
 
-def encode(conversations: Iterable[Conversation], *, model: str, path: str = "/v1/chat/completions",
-           include_usage: bool = True, ignore_eos: bool = False, extra_body: dict[str, Any] | None = None,
-           default_max_tokens: int | None = None) -> EncodedWorkload:
-    """Encodes conversations once into shared JSON fragments (the native Workload)."""
+class _Builder:
+    """Fragments and pieces of one conversation, deduplicating identical fragments."""
+
+    def __init__(self) -> None:
+        self.fragments: list[str] = []
+        self.reply_of: list[int] = []
+        self.index: dict[tuple[str, int], int] = {}
+        self.pieces: list[int] = []
+
+    def add(self, text: str, reply_of: int = -1) -> int:
+        key = (text, reply_of)
+        f = self.index.get(key)
+        if f is None:
+            f = self.index[key] = len(self.fragments)
+            self.fragments.append(text)
+            self.reply_of.append(reply_of)
+        return f
+
+
+def _encode_chat(conv: Conversation, policy: RequestPolicy, b: _Builder) -> list[tuple]:
+    """Append-only chat history: turn k's pieces are every message up to turn k."""
+    messages: list[tuple[dict[str, Any], int]] = []  # (message, turn whose reply it is or -1)
+    if conv.system is not None:
+        messages.append(({"role": "system", "content": conv.system}, -1))
+    ends = []
+    for k, turn in enumerate(conv.turns):
+        if not turn.messages:
+            raise WorkloadError(f"conversation {conv.id or '?'} turn {k}: no messages (a chat turn needs them)")
+        for j, m in enumerate(turn.messages):
+            is_reply = k > 0 and j == 0 and m.get("role") == "assistant"
+            messages.append((m, k - 1 if is_reply else -1))
+        ends.append(len(messages))
+    # Where the isolation prefix goes: the first message, or the first non-system one when the
+    # system prompt is shared across agents.
+    target = 0
+    if policy.share_system_prompt:
+        target = next((i for i, (m, _) in enumerate(messages) if m.get("role") != "system"), len(messages))
+    sequence: list[int] = []  # fragment ids of all messages in order
+    insert_piece = -1
+    for i, (m, reply) in enumerate(messages):
+        sep = "," if i else ""
+        split = _split_content(m)
+        if split is None:
+            sequence.append(b.add(sep + _dump(m)))
+            continue
+        head, content, tail = split
+        sequence.append(b.add(sep + head))
+        if i == target:
+            insert_piece = len(sequence)
+        sequence.append(b.add(content, reply))
+        sequence.append(b.add(tail))
+    message_end_piece = []
+    n = 0
+    for i, (m, _) in enumerate(messages):
+        n += 1 if _split_content(m) is None else 3
+        message_end_piece.append(n)
+    specs = []
+    for turn, end in zip(conv.turns, ends):
+        count = message_end_piece[end - 1]
+        begin = len(b.pieces)
+        b.pieces.extend(sequence[:count])
+        insert = insert_piece if 0 <= insert_piece < count else -1
+        max_t, min_t = policy.lengths(turn.output_tokens)
+        specs.append((begin, len(b.pieces), insert, max_t, min_t, policy.delay_ns(turn.tool_delay_s)))
+    return specs
+
+
+def _encode_tokens(conv: Conversation, policy: RequestPolicy, b: _Builder, tokenizer: Any, as_text: bool) -> list[tuple]:
+    """Token-only traces: a prompt made of deterministic token blocks (same hash → same tokens)."""
+    from .trajectories.tokens import block_token_ids, turn_prompt_blocks
+
+    specs = []
+    for k, turn in enumerate(conv.turns):
+        blocks = turn_prompt_blocks(conv, k)
+        begin = len(b.pieces)
+        if as_text:
+            b.pieces.append(b.add('{"role":"user","content":"'))
+            for hash_id, n in blocks:
+                b.pieces.append(b.add(_dump(tokenizer.decode(block_token_ids(hash_id, n, tokenizer)))[1:-1]))
+            b.pieces.append(b.add('"}'))
+            insert = 1
+        else:
+            for i, (hash_id, n) in enumerate(blocks):
+                ids = ",".join(map(str, block_token_ids(hash_id, n, tokenizer)))
+                b.pieces.append(b.add(ids + ("," if i + 1 < len(blocks) else "")))
+            insert = 0
+        max_t, min_t = policy.lengths(turn.output_tokens)
+        specs.append((begin, len(b.pieces), insert, max_t, min_t, policy.delay_ns(turn.tool_delay_s)))
+    return specs
+
+
+def encode(conversations: Iterable[Conversation], *, model: str, path: str | None = None,
+           include_usage: bool = True, policy: RequestPolicy | None = None,
+           extra_body: dict[str, Any] | None = None, tokenizer: Any = None, token_prompts: str = "token_ids",
+           base_path: str = "/v1") -> EncodedWorkload:
+    """Encodes conversations once into shared JSON fragments (the native Workload).
+
+    Chat conversations go to ``{base_path}/chat/completions``. Token-only traces (turns with
+    ``hash_ids``) need a ``tokenizer`` and go either as token-id prompts to
+    ``{base_path}/completions`` (``token_prompts="token_ids"``) or as text through the tokenizer to
+    the chat endpoint (``token_prompts="text"``).
+    """
     conversations = list(conversations)
     if not conversations:
         raise WorkloadError("the workload holds no conversations")
+    policy = policy or RequestPolicy()
+    token_only = [c for c in conversations if c.turns and c.turns[0].hash_ids is not None]
+    if token_only and len(token_only) != len(conversations):
+        raise WorkloadError("a workload mixes chat conversations and token-only traces; replay them separately")
+    as_ids = bool(token_only) and token_prompts == "token_ids"
+    if token_only:
+        if token_prompts not in ("token_ids", "text"):
+            raise WorkloadError(f"token_prompts must be 'token_ids' or 'text', not {token_prompts!r}")
+        if tokenizer is None:
+            raise WorkloadError("token-only traces need a tokenizer (e.g. --tokenizer cl100k_base) to build prompts")
+    if path is None:
+        path = base_path + ("/completions" if as_ids else "/chat/completions")
     core = _core.Workload()
-    extra = _dump(extra_body)[1:-1] if extra_body else ""
-    core.set_request(path=path, model=model, include_usage=include_usage, ignore_eos=ignore_eos, extra_body=extra)
+    extra = "".join("," + _dump({k: v})[1:-1] for k, v in (extra_body or {}).items())
+    core.set_request(
+        path=path, model=model, include_usage=include_usage, ignore_eos=policy.exact, extra_body=extra,
+        open='"prompt":[' if as_ids else '"messages":[', close="]",
+        isolation_style="token_ids" if as_ids else "text",
+        isolation_token_hi=min(30000, getattr(tokenizer, "vocab_size", 30000)) if as_ids else 30000,
+    )
     digest = hashlib.sha256()
+    digest.update(repr((path, policy.history, policy.output, policy.tool_delay, policy.tool_delay_cap_s,
+                        policy.share_system_prompt, token_prompts if token_only else None)).encode())
     requests = 0
     for conv in conversations:
-        messages: list[dict[str, Any]] = [] if conv.system is None else [{"role": "system", "content": conv.system}]
-        ends = []  # per turn: number of messages its request carries
-        for turn in conv.turns:
-            messages.extend(turn.messages)
-            ends.append(len(messages))
-        split = _split_for_prefix(messages[0])
-        fragments = list(split) if split else [_dump(messages[0])]
-        fragments.extend("," + _dump(m) for m in messages[1:])
-        insert_at = 1 if split else -1
-        shift = 1 if split else 0
-        turn_specs = []
-        for turn, end in zip(conv.turns, ends):
-            max_tokens = turn.output_tokens if turn.output_tokens is not None else default_max_tokens
-            turn_specs.append((end + shift, -1 if max_tokens is None else int(max_tokens), -1,
-                               int(round(turn.tool_delay_s * 1e9))))
-        core.add_conversation(fragments, insert_at, turn_specs)
-        for f in fragments:
+        b = _Builder()
+        if token_only:
+            specs = _encode_tokens(conv, policy, b, tokenizer, as_text=not as_ids)
+        else:
+            specs = _encode_chat(conv, policy, b)
+        members = "," + _dump({"tools": conv.tools})[1:-1] if conv.tools else ""
+        reply_of = b.reply_of if any(r >= 0 for r in b.reply_of) else []
+        core.add_conversation(b.fragments, b.pieces, specs, reply_of, members)
+        for f in b.fragments:
             digest.update(f.encode("utf-8"))
-        digest.update(repr(turn_specs).encode())
-        requests += len(turn_specs)
+        digest.update(repr((b.pieces, specs, members)).encode())
+        requests += len(specs)
     core.finalize()
-    return EncodedWorkload(core=core, conversations=conversations, digest=digest.hexdigest(), requests_per_pass=requests)
+    return EncodedWorkload(core=core, conversations=conversations, digest=digest.hexdigest(),
+                           requests_per_pass=requests, policy=policy)

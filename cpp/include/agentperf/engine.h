@@ -41,7 +41,10 @@ struct EngineConfig {
   int64_t connect_retry_ns = 100'000'000;  ///< minimum wait after a connect failure before retrying
   uint64_t seed = 1;                    ///< seeds the choice of conversations, start turns, prefixes
   bool random_start_turn = true;        ///< an agent's first conversation starts at a random turn
-  bool cache_isolation = true;          ///< insert a per-agent random prefix (see Workload)
+  bool cache_isolation = true;          ///< insert a per-agent prefix (see Workload, set_isolation_epoch)
+  /// history=generated: feed back the reply text each agent received (Conversation::reply_of)
+  /// instead of the recorded one. Only text content is captured; tool calls stay as recorded.
+  bool history_generated = false;
   /// Minimum gap between two agent arrivals, engine-wide, when concurrency rises (a ramp: 0 adds
   /// them all at once). Spreads connection setup and keeps agents out of lock-step.
   int64_t spawn_interval_ns = 0;
@@ -95,6 +98,11 @@ class Engine {
   /// Moves out every record finished since the last drain (all workers, unordered across workers).
   std::vector<RequestRecord> drain_records();
 
+  /// Isolation prefixes are a function of (seed, agent id, epoch); a new epoch gives every agent a
+  /// fresh prefix from its next request on (one epoch per phase: no cache reuse across phases).
+  void set_isolation_epoch(uint64_t epoch) { isolation_epoch_.store(epoch); }
+  uint64_t isolation_epoch() const { return isolation_epoch_.load(); }
+
   const EngineConfig& config() const { return config_; }
 
  private:
@@ -103,6 +111,7 @@ class Engine {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<int64_t> target_{0};
   std::atomic<bool> running_{false};
+  std::atomic<uint64_t> isolation_epoch_{0};
 };
 
 }  // namespace agentperf
