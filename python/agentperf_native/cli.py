@@ -84,10 +84,20 @@ def main() -> None:
 @click.option("--start-turn", type=click.Choice(["random", "first"]), default="random", show_default=True,
               help="Where each agent starts its first conversation.")
 @click.option("--no-cache-isolation", is_flag=True, help="Do not prefix each agent's prompts with a random tag.")
+@click.option("--share-system-prompt", is_flag=True,
+              help="Keep the system prompt and tools shared across agents (isolation prefix after them).")
+@click.option("--history", type=click.Choice(["recorded", "generated"]), default="recorded", show_default=True,
+              help="Send the recorded assistant turns, or feed back what the server generated.")
+@click.option("--output-length", default="recorded", show_default=True, metavar="exact|recorded|fixed:N",
+              help="exact: max_tokens = min_tokens = recorded + ignore_eos; recorded: cap only; fixed:N.")
+@click.option("--tool-delay", default="recorded", show_default=True, metavar="SPEC",
+              help="recorded, none, fixed:S, uniform:LO,HI or lognormal:MEDIAN,SIGMA (seconds).")
+@click.option("--tool-delay-cap", type=DURATION, default=None, help="Upper bound on any tool delay.")
 @click.option("--sim-ttft", type=DURATION, default="200ms", show_default=True, help="Built-in server: time to first token.")
 @click.option("--sim-itl", type=DURATION, default="10ms", show_default=True, help="Built-in server: gap between tokens.")
 def run(url, model, trajectories, concurrency, duration, ramp, out, workers, api_key_env, request_timeout, seed,
-        start_turn, no_cache_isolation, sim_ttft, sim_itl) -> None:
+        start_turn, no_cache_isolation, share_system_prompt, history, output_length, tool_delay, tool_delay_cap,
+        sim_ttft, sim_itl) -> None:
     """Run agents at a fixed concurrency for a duration and write a results directory."""
     from .runner import RunConfig, RunError, execute
     from .workload import WorkloadError
@@ -95,7 +105,8 @@ def run(url, model, trajectories, concurrency, duration, ramp, out, workers, api
     cfg = RunConfig(url=url, model=model, trajectories=trajectories, concurrency=concurrency, duration_s=duration,
                     ramp_s=ramp, out=out, workers=workers, api_key_env=api_key_env, request_timeout_s=request_timeout,
                     seed=seed, random_start_turn=start_turn == "random", cache_isolation=not no_cache_isolation,
-                    sim_ttft_s=sim_ttft, sim_itl_s=sim_itl)
+                    share_system_prompt=share_system_prompt, history=history, output_length=output_length,
+                    tool_delay=tool_delay, tool_delay_cap_s=tool_delay_cap, sim_ttft_s=sim_ttft, sim_itl_s=sim_itl)
     progress = ProgressLine(duration)
     try:
         path, s = execute(cfg, sys.argv, progress=progress)

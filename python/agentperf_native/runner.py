@@ -16,7 +16,7 @@ from .engine import Engine, Snapshot, now_ns
 from .phase import PhaseSummary, run_phase
 from .results import RecordWriter, base_manifest, write_json
 from .server import SimServer
-from .workload import bundled_path, encode, load_conversations
+from .workload import RequestPolicy, bundled_path, encode, load_conversations
 
 
 @dataclass
@@ -34,6 +34,11 @@ class RunConfig:
     seed: int = 1
     random_start_turn: bool = True
     cache_isolation: bool = True
+    history: str = "recorded"
+    output_length: str = "recorded"
+    tool_delay: str = "recorded"
+    tool_delay_cap_s: float | None = None
+    share_system_prompt: bool = False
     sim_ttft_s: float = 0.2
     sim_itl_s: float = 0.01
 
@@ -85,7 +90,10 @@ def execute(cfg: RunConfig, command: list[str], progress: Callable[[float, Snaps
                                    f"{', '.join(models)}); pass one of those to --model")
             server_info = {"kind": "external", "models": models}
 
-        workload = encode(conversations, model=model, path=endpoint.path("/chat/completions"))
+        policy = RequestPolicy(history=cfg.history, output=cfg.output_length, tool_delay=cfg.tool_delay,
+                               tool_delay_cap_s=cfg.tool_delay_cap_s, share_system_prompt=cfg.share_system_prompt,
+                               seed=cfg.seed)
+        workload = encode(conversations, model=model, policy=policy, base_path=endpoint.base_path)
         manifest = base_manifest(command, {k: v for k, v in dataclasses.asdict(cfg).items()})
         manifest.update({
             "endpoint": endpoint.base_url, "model": model, "server": server_info,
