@@ -69,6 +69,9 @@ py::dict snapshot_dict(const EngineSnapshot& s) {
   d["output_events"] = s.output_events;
   d["output_tokens"] = s.output_tokens;
   d["records_dropped"] = s.records_dropped;
+  d["connections_open"] = s.connections_open;
+  d["connections_opened"] = s.connections_opened;
+  d["last_connection_error"] = s.last_connection_error;
   d["ttft_ns"] = s.ttft_ns;
   d["itl_ns"] = s.itl_ns;
   d["e2e_ns"] = s.e2e_ns;
@@ -167,7 +170,9 @@ void register_engine(py::module_& m) {
       .def(py::init([](PyWorkload& wl, std::string host, uint16_t port, std::string host_header, std::string authorization,
                        int workers, int64_t request_timeout_ns, int64_t connect_retry_ns, uint64_t seed,
                        bool random_start_turn, bool cache_isolation, size_t record_buffer_limit,
-                       int64_t spawn_interval_ns, bool history_generated) {
+                       int64_t spawn_interval_ns, bool history_generated, std::string protocol, bool tls,
+                       bool tls_verify, std::string ca_file, std::string tls_server_name,
+                       uint32_t streams_per_connection) {
              if (!wl.frozen) throw std::logic_error("finalize() the workload before creating an engine");
              EngineConfig c;
              c.host = std::move(host);
@@ -183,6 +188,16 @@ void register_engine(py::module_& m) {
              c.record_buffer_limit = record_buffer_limit;
              c.spawn_interval_ns = spawn_interval_ns;
              c.history_generated = history_generated;
+             if (protocol == "h1") c.protocol = ProtocolChoice::kHttp1;
+             else if (protocol == "h2") c.protocol = ProtocolChoice::kHttp2;
+             else if (protocol == "auto") c.protocol = ProtocolChoice::kAuto;
+             else throw py::value_error("protocol must be 'h1', 'h2' or 'auto'");
+             c.tls = tls;
+             c.tls_verify = tls_verify;
+             c.ca_file = std::move(ca_file);
+             c.tls_server_name = std::move(tls_server_name);
+             if (streams_per_connection < 1) throw py::value_error("streams_per_connection must be >= 1");
+             c.streams_per_connection = streams_per_connection;
              return std::make_unique<Engine>(std::move(c), wl.w);
            }),
            py::arg("workload"), py::arg("host"), py::arg("port"), py::arg("host_header") = "",
@@ -190,7 +205,9 @@ void register_engine(py::module_& m) {
            py::arg("request_timeout_ns") = 600LL * 1'000'000'000, py::arg("connect_retry_ns") = 100'000'000,
            py::arg("seed") = 1, py::arg("random_start_turn") = true, py::arg("cache_isolation") = true,
            py::arg("record_buffer_limit") = size_t{1} << 22, py::arg("spawn_interval_ns") = 0,
-           py::arg("history_generated") = false)
+           py::arg("history_generated") = false, py::arg("protocol") = "h1", py::arg("tls") = false,
+           py::arg("tls_verify") = true, py::arg("ca_file") = "", py::arg("tls_server_name") = "",
+           py::arg("streams_per_connection") = 100)
       .def("start", &Engine::start, py::call_guard<py::gil_scoped_release>())
       .def("stop", &Engine::stop, py::call_guard<py::gil_scoped_release>())
       .def("set_concurrency", &Engine::set_concurrency, py::arg("agents"))

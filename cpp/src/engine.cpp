@@ -18,6 +18,7 @@
 #include "agentperf/clock.h"
 #include "agentperf/event_loop.h"
 #include "agentperf/sse_parser.h"
+#include "agentperf/tls.h"
 
 namespace agentperf {
 
@@ -68,12 +69,14 @@ uint64_t splitmix64(uint64_t& state) {
 }  // namespace
 
 class Agent;
+class Connection;
 
-// One worker thread: its event loop, its agents, its histograms and records.
+// One worker thread: its event loop, its agents and connections, its histograms and records.
 class Worker final : public TimerTarget {
  public:
   Worker(int index, const EngineConfig& config, std::shared_ptr<const Workload> workload,
-         const sockaddr_storage& addr, socklen_t addr_len, const std::atomic<uint64_t>& isolation_epoch);
+         const sockaddr_storage& addr, socklen_t addr_len, const std::atomic<uint64_t>& isolation_epoch,
+         const TlsContext* tls);
   ~Worker() override;
 
   void start() { thread_ = std::thread([this] { run(); }); }
@@ -97,22 +100,36 @@ class Worker final : public TimerTarget {
     records_.clear();
   }
 
-  // Agent side (worker thread only).
-  void remove_agent(Agent* agent);  // back to the pool
+  // Agent and connection side (worker thread only).
   EventLoop& loop() { return loop_; }
   const EngineConfig& config() const { return config_; }
   const Workload& workload() const { return *workload_; }
   const sockaddr* addr() const { return reinterpret_cast<const sockaddr*>(&addr_); }
   socklen_t addr_len() const { return addr_len_; }
+  const TlsContext* tls() const { return tls_; }
   char* read_buffer() { return read_buffer_.get(); }
+  char* plain_buffer() { return plain_buffer_.get(); }
   std::mt19937_64& rng() { return rng_; }
   int index() const { return index_; }
   const std::string& json_prefix() const { return json_prefix_; }
+  const std::string& authority() const { return authority_; }
   uint64_t isolation_epoch() const { return isolation_epoch_.load(std::memory_order_relaxed); }
-  const std::string& http_head_prefix() const { return http_head_prefix_; }
   Histogram& itl() { return itl_; }
   void commit(RequestRecord& rec);
-  void count_started() { started_.add(); in_flight_.store(in_flight_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
+  void count_started() {
+    started_.add();
+    in_flight_.store(in_flight_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  void remove_agent(Agent* agent);  // back to the pool
+  /// A connection with room for one more stream (HTTP/2: shared; HTTP/1.1: a new one), opening one
+  /// when needed. nullptr when a socket cannot even be created.
+  Connection* connection_for_new_stream();
+  void connection_opened() { opened_.add(); open_.store(open_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
+  void connection_closed(Connection* c);
+  void connection_error(const std::string& what) {
+    std::lock_guard<std::mutex> lock(error_mu_);
+    last_error_ = what;
+  }
 
  private:
   void run();
@@ -127,46 +144,321 @@ class Worker final : public TimerTarget {
   std::shared_ptr<const Workload> workload_;
   sockaddr_storage addr_;
   socklen_t addr_len_;
+  const TlsContext* tls_;
   EventLoop loop_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<int64_t> target_{0};
   std::unique_ptr<char[]> read_buffer_;
+  std::unique_ptr<char[]> plain_buffer_;
   std::mt19937_64 rng_;
   std::string json_prefix_;
-  std::string http_head_prefix_;
+  std::string authority_;
   const std::atomic<uint64_t>& isolation_epoch_;  // the engine's; read per request
   int64_t next_agent_seq_ = 0;
   int64_t next_spawn_ns_ = 0;     // ramp: earliest time of the next agent arrival
   bool spawn_tick_pending_ = false;
 
-  // Worker thread only. Agents are pooled: pool_ owns every Agent ever made, agents_ lists the live
-  // ones, free_ the reusable ones (an Agent is never freed while timers may still point to it).
+  // Worker thread only. Agents and connections are pooled: the pools own every object ever made,
+  // which is never freed while the worker runs (timers and epoll events may still point to it).
   std::vector<std::unique_ptr<Agent>> pool_;
   std::vector<Agent*> agents_;
   std::vector<Agent*> free_;
+  std::vector<std::unique_ptr<Connection>> conn_pool_;
+  std::vector<Connection*> shared_conns_;   // HTTP/2 (or not yet known) connections open for sharing
+  std::vector<Connection*> closed_conns_;   // closed in this loop iteration: reusable after it
+  std::vector<Connection*> free_conns_;
   std::atomic<int64_t> live_{0};
   std::atomic<int64_t> active_{0};
   std::atomic<int64_t> in_flight_{0};
+  std::atomic<int64_t> open_{0};
 
   Histogram ttft_, itl_, e2e_, speed_;
-  Counter started_, ok_, failed_, events_, tokens_;
+  Counter started_, ok_, failed_, events_, tokens_, opened_;
   std::array<Counter, kErrorKindCount> by_kind_;
   Counter dropped_;
 
   std::mutex records_mu_;  // guards records_: pushed by the worker per request, drained by readers
   std::vector<RequestRecord> records_;
+  mutable std::mutex error_mu_;  // guards last_error_ (rare: connection failures)
+  std::string last_error_;
 };
 
-// An agent: replays conversations turn by turn over its own HTTP/1.1 connection.
-class Agent final : public TimerTarget, public IoHandler, public StreamHandler {
+// Agents waiting for a connection to become ready.
+class ConnectionWaiter {
+ public:
+  virtual ~ConnectionWaiter() = default;
+  virtual void on_connection_ready(Connection* c) = 0;
+  virtual void on_connection_failed(Connection* c, int64_t now_ns) = 0;
+};
+
+// One transport connection: socket, optional TLS, and the protocol session over it.
+class Connection final : public IoHandler {
+ public:
+  explicit Connection(Worker& w) : w_(w) {}
+  ~Connection() override { close(ErrorKind::kCancelled, now_ns()); }
+
+  // Starts a non-blocking connect. Returns false when the socket cannot be created or connect()
+  // fails at once.
+  bool open() {
+    fd_ = socket(w_.addr()->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd_ < 0) {
+      w_.connection_error(std::string("socket(): ") + std::strerror(errno));
+      return false;
+    }
+    int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd_, w_.addr(), w_.addr_len()) < 0 && errno != EINPROGRESS) {
+      w_.connection_error(std::string("connect(): ") + std::strerror(errno));
+      ::close(fd_);
+      fd_ = -1;
+      return false;
+    }
+    connecting_ = true;
+    want_out_ = true;
+    w_.loop().add(fd_, EPOLLIN | EPOLLOUT, this);
+    w_.connection_opened();
+    // Until the protocol is known, a connection takes one stream (HTTP/1.1) or a full share.
+    expected_capacity_ = w_.config().protocol == ProtocolChoice::kHttp2 ? w_.config().streams_per_connection : 1;
+    return true;
+  }
+
+  bool is_open() const { return fd_ >= 0; }
+  /// HTTP/1.1: the agent this connection belongs to (one keep-alive connection per agent).
+  const void* owner = nullptr;
+  bool ready() const { return fd_ >= 0 && session_ != nullptr; }
+  Session* session() { return session_.get(); }
+  /// Room for one more stream (counting agents already waiting for this connection).
+  bool has_room() const {
+    if (fd_ < 0) return false;
+    if (!session_) return waiters_.size() < expected_capacity_;
+    return session_->reusable() && session_->can_submit() &&
+           session_->active_streams() + waiters_.size() < w_.config().streams_per_connection;
+  }
+  bool shareable() const { return !session_ ? expected_capacity_ > 1 : session_->protocol() == Protocol::kHttp2; }
+
+  void add_waiter(ConnectionWaiter* a) { waiters_.push_back(a); }
+  void remove_waiter(ConnectionWaiter* a) {
+    for (size_t i = 0; i < waiters_.size(); ++i)
+      if (waiters_[i] == a) {
+        waiters_.erase(waiters_.begin() + static_cast<ptrdiff_t>(i));
+        return;
+      }
+  }
+
+  int32_t submit(const RequestHead& head, const iovec* body, size_t n, StreamHandler* h) {
+    int32_t id = session_->submit(head, body, n, h);
+    if (id > 0) flush();
+    return id;
+  }
+
+  void abandon(int32_t stream_id) {
+    if (!session_) return;
+    session_->abandon(stream_id);
+    flush();
+    close_if_done();
+  }
+
+  // Closes the transport: streams in flight fail with `kind`, waiters are told.
+  void close(ErrorKind kind, int64_t now) {
+    if (fd_ < 0) return;
+    w_.loop().remove(fd_);
+    ::close(fd_);
+    fd_ = -1;
+    owner = nullptr;
+    connecting_ = false;
+    want_out_ = false;
+    tls_.reset();
+    std::unique_ptr<Session> s = std::move(session_);
+    std::vector<ConnectionWaiter*> waiters;
+    waiters.swap(waiters_);
+    w_.connection_closed(this);
+    if (s) s->on_close(kind, now);
+    for (ConnectionWaiter* a : waiters) a->on_connection_failed(this, now);
+  }
+
+  void on_io(uint32_t events) override {
+    if (fd_ < 0) return;  // stale event for a connection closed earlier in this batch
+    if (connecting_) {
+      if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
+      int err = 0;
+      socklen_t len = sizeof err;
+      getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
+      if (err != 0) {
+        w_.connection_error(std::string("connect to the server failed: ") + std::strerror(err));
+        close(ErrorKind::kConnect, now_ns());
+        return;
+      }
+      connecting_ = false;
+      if (w_.tls()) {
+        tls_ = std::make_unique<TlsConnection>(*w_.tls());
+        if (!tls_->handshake()) return fail_tls();
+        flush();
+        return;
+      }
+      become_ready(w_.config().protocol == ProtocolChoice::kHttp2 ? Protocol::kHttp2 : Protocol::kHttp1);
+      return;
+    }
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) read_ready();
+    if (fd_ >= 0 && (events & EPOLLOUT)) flush();
+  }
+
+  // Writes what the session (through TLS, if any) has to send.
+  void flush() {
+    iovec iov[kMaxIovPerWrite];
+    while (fd_ >= 0) {
+      if (tls_) {
+        // Plaintext from the session goes through TLS; then ciphertext to the socket.
+        if (session_) {
+          size_t n;
+          while ((n = session_->pending_output(iov, kMaxIovPerWrite)) > 0) {
+            size_t total = 0;
+            for (size_t i = 0; i < n; ++i) {
+              if (!tls_->write_plain(static_cast<const char*>(iov[i].iov_base), iov[i].iov_len)) return fail_tls();
+              total += iov[i].iov_len;
+            }
+            session_->consumed_output(total);
+          }
+        }
+        const char* data;
+        size_t len = tls_->pending_cipher(&data);
+        if (len == 0) break;
+        ssize_t w = ::send(fd_, data, len, MSG_NOSIGNAL);
+        if (w < 0) {
+          if (errno == EAGAIN || errno == EWOULDBLOCK) return set_want_out(true);
+          return write_failed();
+        }
+        tls_->consume_cipher(static_cast<size_t>(w));
+        continue;
+      }
+      if (!session_) break;
+      size_t n = session_->pending_output(iov, kMaxIovPerWrite);
+      if (n == 0) break;
+      ssize_t w = writev(fd_, iov, static_cast<int>(n));
+      if (w < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return set_want_out(true);
+        return write_failed();
+      }
+      session_->consumed_output(static_cast<size_t>(w));
+    }
+    set_want_out(false);
+  }
+
+ private:
+  void become_ready(Protocol protocol) {
+    SessionOptions o;
+    o.stream_limit = w_.config().streams_per_connection;
+    session_ = make_session(protocol, o, tls_ != nullptr);
+    session_->on_connected();
+    flush();
+    if (fd_ < 0) return;
+    std::vector<ConnectionWaiter*> waiters;
+    waiters.swap(waiters_);
+    // Waiters beyond what this connection can take are told to look again (ready() is now true,
+    // so they re-check has_room() and open another connection when needed).
+    for (ConnectionWaiter* a : waiters) a->on_connection_ready(this);
+  }
+
+  void fail_tls() {
+    w_.connection_error(tls_ ? tls_->error() : std::string("TLS failure"));
+    close(session_ ? ErrorKind::kProtocol : ErrorKind::kConnect, now_ns());
+  }
+
+  void write_failed() {
+    ErrorKind kind = (errno == EPIPE || errno == ECONNRESET) ? ErrorKind::kReset : ErrorKind::kWrite;
+    close(kind, now_ns());
+  }
+
+  void set_want_out(bool want) {
+    if (want == want_out_ || fd_ < 0) return;
+    want_out_ = want;
+    w_.loop().modify(fd_, EPOLLIN | (want ? uint32_t{EPOLLOUT} : 0u), this);
+  }
+
+  void close_if_done() {
+    if (fd_ >= 0 && session_ && !session_->reusable() && session_->active_streams() == 0 && waiters_.empty())
+      close(ErrorKind::kTruncated, now_ns());
+  }
+
+  // Feeds plaintext to the session; false when the connection was closed.
+  bool deliver(const char* data, size_t n, int64_t now) {
+    if (!session_->on_read(data, n, now)) {
+      close(ErrorKind::kProtocol, now);
+      return false;
+    }
+    return fd_ >= 0;
+  }
+
+  void read_ready() {
+    char* buf = w_.read_buffer();
+    while (fd_ >= 0) {
+      ssize_t n = ::read(fd_, buf, kReadBufferBytes);
+      int64_t now = now_ns();
+      if (n > 0) {
+        if (tls_) {
+          tls_->feed_cipher(buf, static_cast<size_t>(n));
+          if (!tls_->handshake_done()) {
+            if (!tls_->handshake()) return fail_tls();
+            if (!tls_->handshake_done()) {
+              flush();
+              continue;
+            }
+            const std::string& alpn = tls_->alpn();
+            ProtocolChoice want = w_.config().protocol;
+            if (want == ProtocolChoice::kHttp2 && alpn != "h2") {
+              w_.connection_error("the server did not agree to HTTP/2 over TLS (ALPN: '" + alpn +
+                                  "'); use --protocol h1 or auto");
+              close(ErrorKind::kConnect, now);
+              return;
+            }
+            become_ready(alpn == "h2" ? Protocol::kHttp2 : Protocol::kHttp1);
+            if (fd_ < 0) return;
+          }
+          char* plain = w_.plain_buffer();
+          for (;;) {
+            long m = tls_->read_plain(plain, kReadBufferBytes);
+            if (m > 0) {
+              if (!session_ || !deliver(plain, static_cast<size_t>(m), now)) return;
+              continue;
+            }
+            if (m == 0) break;
+            if (m == -2) return close(ErrorKind::kTruncated, now);  // close_notify
+            return fail_tls();
+          }
+          flush();  // TLS may owe the peer bytes (key updates); the session may owe WINDOW_UPDATEs
+        } else {
+          if (!session_ || !deliver(buf, static_cast<size_t>(n), now)) return;
+          if (session_ && session_->protocol() == Protocol::kHttp2) flush();
+        }
+        close_if_done();
+        if (static_cast<size_t>(n) < kReadBufferBytes) return;  // drained (level-triggered anyway)
+        continue;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      if (n < 0 && errno == EINTR) continue;
+      close(n == 0 ? ErrorKind::kTruncated : ErrorKind::kReset, now);
+      return;
+    }
+  }
+
+  Worker& w_;
+  int fd_ = -1;
+  bool connecting_ = false;
+  bool want_out_ = false;
+  uint32_t expected_capacity_ = 1;
+  std::unique_ptr<TlsConnection> tls_;
+  std::unique_ptr<Session> session_;
+  std::vector<ConnectionWaiter*> waiters_;
+};
+
+// An agent: replays conversations turn by turn; each request is one stream on a connection.
+class Agent final : public TimerTarget, public StreamHandler, public ConnectionWaiter {
  public:
   explicit Agent(Worker& w) : w_(w) {}
-  ~Agent() override { close_connection(); }
 
-  // (Re)starts this object as agent `id`: a fresh isolation prefix, a random conversation and
-  // (optionally) a random start turn. Agent objects are pooled and reused, never freed while the
-  // worker runs, so timers still queued for a previous use arrive here and are ignored (gen_).
+  // (Re)starts this object as agent `id`: a random conversation and (optionally) a random start
+  // turn. Agent objects are pooled and reused, never freed while the worker runs, so timers still
+  // queued for a previous use arrive here and are ignored (gen_).
   void assign(int64_t id) {
     id_ = id;
     leaving = false;
@@ -186,37 +478,47 @@ class Agent final : public TimerTarget, public IoHandler, public StreamHandler {
 
   int64_t id() const { return id_; }
 
-  // Spawn: open the connection first, so that the first request's TTFT holds no connect time;
+  // Spawn: get a ready connection first, so that the first request's TTFT holds no connect time;
   // the first turn is scheduled when the connection is ready.
   void begin() {
-    preconnect_ = true;
     spawn_ns_ = now_ns();
-    if (!open_connection()) {
-      preconnect_ = false;
-      fail_connect(now_ns(), spawn_ns_);
+    Connection* c = w_.connection_for_new_stream();
+    if (!c) return fail_connect(now_ns(), spawn_ns_);
+    if (c->ready()) {
+      conn_ = c;
+      if (!c->owner && !c->shareable()) c->owner = this;
+      scheduled_ns_ = spawn_ns_;
+      w_.loop().schedule(scheduled_ns_, this, gen_ << 1);
+      return;
     }
+    preconnect_ = true;
+    wait_for(c);
   }
 
   // Leave now if idle, else after the in-flight request.
   void leave() {
     leaving = true;
-    if (!in_flight_ && !connecting_) w_.remove_agent(this);
-    if (connecting_ && preconnect_) w_.remove_agent(this);
+    if (!in_flight_) w_.remove_agent(this);
   }
 
-  // Back to the pool: no connection, no live timer.
+  // Back to the pool: no connection wait, no live timer. The connection (if any) stays with the
+  // worker for other agents (HTTP/2) or is closed (HTTP/1.1: it was this agent's own).
   void release() {
-    close_connection();
+    stop_waiting();
+    if (owns(conn_)) conn_->close(ErrorKind::kCancelled, now_ns());
+    conn_ = nullptr;
     in_flight_ = false;
-    connecting_ = false;
     preconnect_ = false;
     ++gen_;
   }
 
   // Engine stop: the in-flight request becomes a cancelled record.
   void cancel() {
-    if (in_flight_) finish(ErrorKind::kCancelled, now_ns());
-    close_connection();
+    stop_waiting();
+    if (in_flight_) {
+      if (stream_id_ > 0 && conn_) conn_->abandon(stream_id_);
+      finish(ErrorKind::kCancelled, now_ns());
+    }
   }
 
   // Timers: token = generation << 1 | kind (0: send the next turn, 1: request timeout).
@@ -224,8 +526,8 @@ class Agent final : public TimerTarget, public IoHandler, public StreamHandler {
     if ((token >> 1) != gen_) return;  // stale
     if (token & 1) {
       if (in_flight_) {
-        if (session_) session_->abandon(stream_id_);
-        close_connection();
+        stop_waiting();
+        if (stream_id_ > 0 && conn_) conn_->abandon(stream_id_);
         finish(ErrorKind::kTimeout, now_ns());
       }
     } else if (!in_flight_ && !leaving) {
@@ -233,42 +535,30 @@ class Agent final : public TimerTarget, public IoHandler, public StreamHandler {
     }
   }
 
-  void on_io(uint32_t events) override {
-    if (fd_ < 0) return;  // stale event for a connection closed earlier in this batch
-    if (connecting_) {
-      if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) return;
-      int err = 0;
-      socklen_t len = sizeof err;
-      getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &len);
-      if (err != 0) {
-        close_connection();
-        if (preconnect_) {
-          preconnect_ = false;
-          fail_connect(now_ns(), spawn_ns_);
-        } else {
-          finish(ErrorKind::kConnect, now_ns());
-        }
-        return;
-      }
-      connecting_ = false;
-      if (preconnect_) {
-        preconnect_ = false;
-        if (leaving) {
-          w_.remove_agent(this);
-          return;
-        }
-        scheduled_ns_ = now_ns();
-        send_request();
-        return;
-      }
-      flush();
-      if (fd_ < 0) return;
+  // ConnectionWaiter.
+  void on_connection_ready(Connection* c) override {
+    waiting_on_ = nullptr;
+    if (preconnect_) {
+      preconnect_ = false;
+      if (leaving) return w_.remove_agent(this);
+      conn_ = c;
+      scheduled_ns_ = now_ns();
+      w_.loop().schedule(scheduled_ns_, this, gen_ << 1);
+      return;
     }
-    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) read_ready();
-    if (fd_ >= 0 && (events & EPOLLOUT)) flush();
+    if (in_flight_) submit_on(c);
+  }
+  void on_connection_failed(Connection*, int64_t now) override {
+    waiting_on_ = nullptr;
+    if (preconnect_) {
+      preconnect_ = false;
+      if (leaving) return w_.remove_agent(this);
+      return fail_connect(now, spawn_ns_);
+    }
+    if (in_flight_) finish(ErrorKind::kConnect, now);
   }
 
-  // StreamHandler (called from inside session_->on_read on this thread).
+  // StreamHandler (called from inside the session's on_read on this thread).
   void on_response_headers(int status, int64_t now) override {
     rec_.http_status = status;
     rec_.first_byte_ns = now;
@@ -306,38 +596,6 @@ class Agent final : public TimerTarget, public IoHandler, public StreamHandler {
   void on_stream_failed(ErrorKind kind, int64_t now) override { finish(kind, now); }
 
  private:
-  bool open_connection() {
-    fd_ = socket(w_.addr()->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd_ < 0) return false;
-    int one = 1;
-    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    int r = connect(fd_, w_.addr(), w_.addr_len());
-    if (r < 0 && errno != EINPROGRESS) {
-      ::close(fd_);
-      fd_ = -1;
-      return false;
-    }
-    connecting_ = true;
-    want_out_ = true;
-    session_ = make_session(w_.config().protocol);
-    if (w_.loop().add(fd_, EPOLLIN | EPOLLOUT, this) != 0) {
-      ::close(fd_);
-      fd_ = -1;
-      connecting_ = false;
-      return false;
-    }
-    return true;
-  }
-
-  void close_connection() {
-    if (fd_ < 0) return;
-    w_.loop().remove(fd_);
-    ::close(fd_);
-    fd_ = -1;
-    connecting_ = false;
-    want_out_ = false;
-  }
-
   // A connect at spawn failed: one kConnect record for the first turn, retried after a pause.
   void fail_connect(int64_t now, int64_t scheduled) {
     scheduled_ns_ = scheduled;
@@ -413,7 +671,6 @@ class Agent final : public TimerTarget, public IoHandler, public StreamHandler {
     const bool generated = w_.config().history_generated && !conv.reply_of.empty();
 
     iov_.clear();
-    iov_.push_back({nullptr, 0});  // the HTTP head, filled below once the length is known
     iov_.push_back({json_.data(), json_.size()});
     uint64_t body = json_.size() + wl.request.close.size() + 1;
     for (uint32_t i = turn.piece_begin; i < turn.piece_end; ++i) {
@@ -437,10 +694,10 @@ class Agent final : public TimerTarget, public IoHandler, public StreamHandler {
     tail_ += '}';
     iov_.push_back({tail_.data(), tail_.size()});
 
-    head_ = w_.http_head_prefix();
-    std::snprintf(num, sizeof num, "Content-Length: %llu\r\n\r\n", static_cast<unsigned long long>(body));
-    head_ += num;
-    iov_[0] = {head_.data(), head_.size()};
+    head_.path = w_.workload().request.path;
+    head_.authority = w_.authority();
+    head_.authorization = w_.config().authorization;
+    head_.content_length = body;
     rec_.request_bytes = static_cast<int64_t>(body);
   }
 
@@ -456,74 +713,51 @@ class Agent final : public TimerTarget, public IoHandler, public StreamHandler {
     build_request();
     w_.count_started();
     in_flight_ = true;
+    stream_id_ = 0;
     ++gen_;
     w_.loop().schedule(scheduled_ns_ + w_.config().request_timeout_ns, this, (gen_ << 1) | 1);
-    if (fd_ < 0 || (session_ && !session_->reusable())) {
-      close_connection();
-      rec_.flags |= kFlagNewConnection;
-      if (!open_connection()) {
-        finish(ErrorKind::kConnect, now_ns());
-        return;
-      }
+    // HTTP/1.1: this agent's own keep-alive connection when it is still good; HTTP/2: the one it
+    // used last if it has room. Otherwise one from the worker (a new one if none has room).
+    Connection* c = conn_ && conn_->ready() && conn_->has_room() && (owns(conn_) || conn_->shareable()) ? conn_ : nullptr;
+    if (!c) {
+      if (owns(conn_)) conn_->close(ErrorKind::kCancelled, now_ns());
+      c = w_.connection_for_new_stream();
     }
-    stream_id_ = session_->submit(iov_.data(), iov_.size(), this);
-    if (!connecting_) flush();
+    if (!c) return finish(ErrorKind::kConnect, now_ns());
+    if (c->ready()) return submit_on(c);
+    rec_.flags |= kFlagNewConnection;  // the connect happens inside this request's TTFT
+    wait_for(c);
   }
 
-  void flush() {
-    iovec iov[kMaxIovPerWrite];
-    while (fd_ >= 0) {
-      size_t n = session_->pending_output(iov, kMaxIovPerWrite);
-      if (n == 0) break;
-      if (rec_.sent_ns == 0 && in_flight_) rec_.sent_ns = now_ns();
-      ssize_t w = writev(fd_, iov, static_cast<int>(n));
-      if (w < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-          set_want_out(true);
-          return;
-        }
-        ErrorKind kind = (errno == EPIPE || errno == ECONNRESET) ? ErrorKind::kReset : ErrorKind::kWrite;
-        session_->abandon(stream_id_);
-        close_connection();
-        if (in_flight_) finish(kind, now_ns());
-        return;
+  void submit_on(Connection* c) {
+    conn_ = c;
+    if (!c->owner && !c->shareable()) c->owner = this;
+    if (!c->has_room()) {  // filled up (HTTP/2 peer limit) while we waited: look again
+      Connection* other = w_.connection_for_new_stream();
+      if (!other) return finish(ErrorKind::kConnect, now_ns());
+      if (!other->ready()) {
+        rec_.flags |= kFlagNewConnection;
+        return wait_for(other);
       }
-      session_->consumed_output(static_cast<size_t>(w));
+      conn_ = c = other;
     }
-    set_want_out(false);
+    rec_.sent_ns = now_ns();
+    stream_id_ = c->submit(head_, iov_.data(), iov_.size(), this);
+    if (stream_id_ <= 0 && in_flight_) finish(ErrorKind::kWrite, now_ns());
   }
 
-  void set_want_out(bool want) {
-    if (want == want_out_ || fd_ < 0) return;
-    want_out_ = want;
-    w_.loop().modify(fd_, EPOLLIN | (want ? uint32_t{EPOLLOUT} : 0u), this);
+  void wait_for(Connection* c) {
+    waiting_on_ = c;
+    if (!c->owner && !c->shareable()) c->owner = this;
+    c->add_waiter(this);
   }
 
-  void read_ready() {
-    char* buf = w_.read_buffer();
-    while (fd_ >= 0) {
-      ssize_t n = ::read(fd_, buf, kReadBufferBytes);
-      int64_t now = now_ns();
-      if (n > 0) {
-        if (!session_->on_read(buf, static_cast<size_t>(n), now)) {
-          close_connection();
-          return;
-        }
-        if (!session_->reusable() && session_->active_streams() == 0) {
-          close_connection();
-          return;
-        }
-        if (static_cast<size_t>(n) < kReadBufferBytes) return;  // drained (level-triggered anyway)
-        continue;
-      }
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-      if (n < 0 && errno == EINTR) continue;
-      ErrorKind kind = n == 0 ? ErrorKind::kTruncated : ErrorKind::kReset;
-      std::unique_ptr<Session> s = std::move(session_);
-      close_connection();
-      s->on_close(kind, now);  // fails (or completes) the stream in flight, if any
-      return;
-    }
+  // An HTTP/1.1 connection this agent opened for itself (not one recycled for another agent).
+  bool owns(Connection* c) const { return c && c->owner == this; }
+
+  void stop_waiting() {
+    if (waiting_on_) waiting_on_->remove_waiter(this);
+    waiting_on_ = nullptr;
   }
 
   // Ends the current request: one record, then the next turn (or leaving).
@@ -540,7 +774,8 @@ class Agent final : public TimerTarget, public IoHandler, public StreamHandler {
       rec_.flags |= kFlagTokensEstimated;
     }
     const TurnSpec& turn = w_.workload().conversations[conv_].turns[turn_];
-    if (kind == ErrorKind::kNone && w_.config().protocol == Protocol::kHttp1 && turn.max_tokens > 0 &&
+    stream_id_ = 0;
+    if (kind == ErrorKind::kNone && turn.max_tokens > 0 &&
         (turn.min_tokens > 0 || w_.workload().request.ignore_eos) && rec_.output_tokens < turn.max_tokens)
       rec_.flags |= kFlagUnderGenerated;
     if (capturing_ && kind == ErrorKind::kNone) {
@@ -559,9 +794,6 @@ class Agent final : public TimerTarget, public IoHandler, public StreamHandler {
       w_.remove_agent(this);
       return;
     }
-    if (kind != ErrorKind::kNone && kind != ErrorKind::kHttpStatus && kind != ErrorKind::kNoOutput &&
-        kind != ErrorKind::kStreamError && kind != ErrorKind::kSseMalformed)
-      close_connection();
     int64_t delay = turn.tool_delay_ns;
     if (kind == ErrorKind::kConnect) {
       // The request never reached the server: retry the same turn after a pause.
@@ -597,10 +829,9 @@ class Agent final : public TimerTarget, public IoHandler, public StreamHandler {
   std::vector<std::string> generated_;  // by turn: the reply received (history=generated)
   std::vector<bool> generated_ok_;
   std::string tail_;
-  int fd_ = -1;
-  bool connecting_ = false;
+  Connection* conn_ = nullptr;        // the connection of the current / last request
+  Connection* waiting_on_ = nullptr;  // a connection this agent waits for (connecting)
   bool preconnect_ = false;
-  bool want_out_ = false;
   bool in_flight_ = false;
   bool stream_error_ = false;
   bool malformed_ = false;
@@ -609,22 +840,24 @@ class Agent final : public TimerTarget, public IoHandler, public StreamHandler {
   int64_t scheduled_ns_ = 0;
   uint64_t gen_ = 0;
   int32_t stream_id_ = 0;
-  std::unique_ptr<Session> session_;
   SseParser sse_;
   RequestRecord rec_{};
   std::string json_;
-  std::string head_;
+  RequestHead head_;
   std::vector<iovec> iov_;
 };
 
 Worker::Worker(int index, const EngineConfig& config, std::shared_ptr<const Workload> workload,
-               const sockaddr_storage& addr, socklen_t addr_len, const std::atomic<uint64_t>& isolation_epoch)
+               const sockaddr_storage& addr, socklen_t addr_len, const std::atomic<uint64_t>& isolation_epoch,
+               const TlsContext* tls)
     : index_(index),
       config_(config),
       workload_(std::move(workload)),
       addr_(addr),
       addr_len_(addr_len),
+      tls_(tls),
       read_buffer_(new char[kReadBufferBytes]),
+      plain_buffer_(tls ? new char[kReadBufferBytes] : nullptr),
       rng_(config.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(index) + 1),
       isolation_epoch_(isolation_epoch) {
   loop_.set_wake_handler(this);
@@ -633,11 +866,10 @@ Worker::Worker(int index, const EngineConfig& config, std::shared_ptr<const Work
   if (ro.include_usage) json_prefix_ += ",\"stream_options\":{\"include_usage\":true}";
   if (ro.ignore_eos) json_prefix_ += ",\"ignore_eos\":true";
   json_prefix_ += ro.extra_body;
-  std::string host = config_.host_header.empty() ? config_.host + ":" + std::to_string(config_.port)
-                                                 : config_.host_header;
-  http_head_prefix_ = "POST " + ro.path + " HTTP/1.1\r\nHost: " + host +
-                      "\r\nContent-Type: application/json\r\nAccept: text/event-stream\r\n";
-  if (!config_.authorization.empty()) http_head_prefix_ += "Authorization: " + config_.authorization + "\r\n";
+  bool v6 = config_.host.find(':') != std::string::npos;
+  authority_ = config_.host_header.empty()
+                   ? (v6 ? "[" + config_.host + "]" : config_.host) + ":" + std::to_string(config_.port)
+                   : config_.host_header;
 }
 
 Worker::~Worker() {
@@ -649,14 +881,53 @@ void Worker::run() {
   adjust_agents();
   while (!stop_.load(std::memory_order_relaxed)) {
     loop_.run_once(-1);
+    // Connections closed in this iteration may still have events queued in it: reuse them only now.
+    free_conns_.insert(free_conns_.end(), closed_conns_.begin(), closed_conns_.end());
+    closed_conns_.clear();
   }
   for (Agent* a : agents_) a->cancel();
+  for (auto& c : conn_pool_) c->close(ErrorKind::kCancelled, now_ns());
   in_flight_.store(0);
   agents_.clear();
   free_.clear();
   pool_.clear();
+  shared_conns_.clear();
+  closed_conns_.clear();
+  free_conns_.clear();
+  conn_pool_.clear();
   live_.store(0);
   active_.store(0);
+}
+
+Connection* Worker::connection_for_new_stream() {
+  // HTTP/2 (or a TLS connection whose protocol ALPN has not decided yet): share a connection.
+  for (Connection* c : shared_conns_)
+    if (c->has_room() && c->shareable()) return c;
+  Connection* c;
+  if (free_conns_.empty()) {
+    conn_pool_.push_back(std::make_unique<Connection>(*this));
+    c = conn_pool_.back().get();
+  } else {
+    c = free_conns_.back();
+    free_conns_.pop_back();
+  }
+  if (!c->open()) {
+    free_conns_.push_back(c);
+    return nullptr;
+  }
+  if (config_.protocol != ProtocolChoice::kHttp1) shared_conns_.push_back(c);
+  return c;
+}
+
+void Worker::connection_closed(Connection* c) {
+  open_.store(open_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+  for (size_t i = 0; i < shared_conns_.size(); ++i)
+    if (shared_conns_[i] == c) {
+      shared_conns_[i] = shared_conns_.back();
+      shared_conns_.pop_back();
+      break;
+    }
+  if (!stop_.load(std::memory_order_relaxed)) closed_conns_.push_back(c);
 }
 
 void Worker::adjust_agents() {
@@ -754,6 +1025,12 @@ void Worker::add_to(EngineSnapshot& s) const {
   s.output_events += events_.get();
   s.output_tokens += tokens_.get();
   s.records_dropped += dropped_.get();
+  s.connections_open += open_.load(std::memory_order_relaxed);
+  s.connections_opened += opened_.get();
+  {
+    std::lock_guard<std::mutex> lock(error_mu_);
+    if (!last_error_.empty()) s.last_connection_error = last_error_;
+  }
   s.ttft_ns.merge(ttft_.snapshot());
   s.itl_ns.merge(itl_.snapshot());
   s.e2e_ns.merge(e2e_.snapshot());
@@ -790,8 +1067,18 @@ void Engine::start() {
   freeaddrinfo(res);
 
   workers_.clear();
+  if (config_.tls && !tls_) {
+    TlsOptions o;
+    o.verify = config_.tls_verify;
+    o.ca_file = config_.ca_file;
+    o.server_name = config_.tls_server_name.empty() ? config_.host : config_.tls_server_name;
+    if (config_.protocol == ProtocolChoice::kHttp1) o.alpn = {"http/1.1"};
+    else if (config_.protocol == ProtocolChoice::kHttp2) o.alpn = {"h2"};
+    else o.alpn = {"h2", "http/1.1"};
+    tls_ = std::make_unique<TlsContext>(o);
+  }
   for (int i = 0; i < config_.workers; ++i)
-    workers_.push_back(std::make_unique<Worker>(i, config_, workload_, addr, len, isolation_epoch_));
+    workers_.push_back(std::make_unique<Worker>(i, config_, workload_, addr, len, isolation_epoch_, tls_.get()));
   running_.store(true);
   set_concurrency(target_.load());
   for (auto& w : workers_) w->start();

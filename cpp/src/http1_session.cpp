@@ -1,5 +1,8 @@
 // HTTP/1.1 implementation of Session: one request at a time per connection (no pipelining).
 #include <algorithm>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "agentperf/http1_parser.h"
@@ -10,11 +13,21 @@ namespace {
 
 class Http1Session final : public Session, private Http1Callbacks {
  public:
+  Protocol protocol() const override { return Protocol::kHttp1; }
+  void on_connected() override {}
   bool can_submit() const override { return handler_ == nullptr && reusable_; }
 
-  int32_t submit(const iovec* slices, size_t count, StreamHandler* handler) override {
+  int32_t submit(const RequestHead& h, const iovec* body, size_t count, StreamHandler* handler) override {
     if (!can_submit()) return -1;
-    out_.assign(slices, slices + count);
+    head_.assign("POST ").append(h.path).append(" HTTP/1.1\r\nHost: ").append(h.authority);
+    head_.append("\r\nContent-Type: application/json\r\nAccept: text/event-stream\r\n");
+    if (!h.authorization.empty()) head_.append("Authorization: ").append(h.authorization).append("\r\n");
+    char len[48];
+    int n = std::snprintf(len, sizeof len, "Content-Length: %llu\r\n\r\n", static_cast<unsigned long long>(h.content_length));
+    head_.append(len, static_cast<size_t>(n));
+    out_.clear();
+    out_.push_back({head_.data(), head_.size()});
+    out_.insert(out_.end(), body, body + count);
     out_pos_ = 0;
     handler_ = handler;
     parser_.reset();
@@ -99,6 +112,7 @@ class Http1Session final : public Session, private Http1Callbacks {
   }
 
   Http1ResponseParser parser_;
+  std::string head_;
   StreamHandler* handler_ = nullptr;
   std::vector<iovec> out_;
   size_t out_pos_ = 0;
@@ -109,12 +123,6 @@ class Http1Session final : public Session, private Http1Callbacks {
 
 }  // namespace
 
-std::unique_ptr<Session> make_session(Protocol protocol) {
-  switch (protocol) {
-    case Protocol::kHttp1:
-      return std::make_unique<Http1Session>();
-  }
-  return nullptr;
-}
+std::unique_ptr<Session> make_http1_session() { return std::make_unique<Http1Session>(); }
 
 }  // namespace agentperf

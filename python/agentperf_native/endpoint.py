@@ -23,11 +23,7 @@ class Endpoint:
             url = "http://" + url
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
-            raise ValueError(f"unsupported URL scheme in {url!r}: use http:// (https:// arrives with TLS support)")
-        if parts.scheme == "https":
-            raise ValueError(
-                f"{url!r}: TLS is not supported by this version's engine yet; use an http:// endpoint"
-            )
+            raise ValueError(f"unsupported URL scheme in {url!r}: use http:// or https://")
         if not parts.hostname:
             raise ValueError(f"no host in URL {url!r}")
         path = parts.path.rstrip("/")

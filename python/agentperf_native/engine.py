@@ -59,6 +59,9 @@ class Snapshot:
     output_events: int
     output_tokens: int
     records_dropped: int
+    connections_open: int
+    connections_opened: int
+    last_connection_error: str
     ttft_ns: Any
     itl_ns: Any
     e2e_ns: Any
@@ -67,6 +70,11 @@ class Snapshot:
 
 class Engine:
     """Closed-loop replay of a workload against one endpoint at a settable concurrency.
+
+    ``protocol``: ``"h1"``, ``"h2"`` (h2c with prior knowledge on http://, h2 on https://) or
+    ``"auto"`` (ALPN over TLS, h2 preferred; HTTP/1.1 on plain http://). https:// verifies the
+    certificate unless ``insecure``; ``ca_file`` adds trusted CAs. HTTP/2 multiplexes up to
+    ``streams_per_connection`` agents per connection.
 
     ``spawn_interval_s`` is the minimum gap between agent arrivals when the concurrency rises (a
     ramp; 0 adds them all at once).
@@ -78,7 +86,8 @@ class Engine:
     def __init__(self, url: str | Endpoint, workload: EncodedWorkload, concurrency: int = 0, *,
                  workers: int | None = None, api_key: str | None = None, request_timeout_s: float = 600.0,
                  seed: int = 1, random_start_turn: bool = True, cache_isolation: bool = True,
-                 spawn_interval_s: float = 0.0, history: str | None = None) -> None:
+                 spawn_interval_s: float = 0.0, history: str | None = None, protocol: str = "auto",
+                 ca_file: str | None = None, insecure: bool = False, streams_per_connection: int = 100) -> None:
         self.endpoint = url if isinstance(url, Endpoint) else Endpoint.parse(url)
         self.workload = workload
         self.workers = workers or default_workers()
@@ -96,6 +105,11 @@ class Engine:
             cache_isolation=cache_isolation,
             spawn_interval_ns=int(spawn_interval_s * 1e9),
             history_generated=(history or workload.policy.history) == "generated",
+            protocol="h1" if protocol == "auto" and self.endpoint.scheme == "http" else protocol,
+            tls=self.endpoint.scheme == "https",
+            tls_verify=not insecure,
+            ca_file=ca_file or "",
+            streams_per_connection=streams_per_connection,
         )
         self._core.set_concurrency(int(concurrency))
 

@@ -129,7 +129,9 @@ def run_phase(engine: Engine, concurrency: int, duration_s: float, *, writer: Re
         drain_deadline = now_ns() + int(drain_timeout_s * 1e9)
         while now_ns() < drain_deadline:
             snap = engine.snapshot()
-            if snap.requests_in_flight == 0:
+            # Every agent leaves after its in-flight request; none left means all have finished
+            # (in_flight alone can read 0 before the workers have applied the new concurrency).
+            if snap.agents_live == 0 and snap.requests_in_flight == 0:
                 break
             if progress:
                 progress((now_ns() - start) / 1e9, snap, "draining")

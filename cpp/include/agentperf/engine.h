@@ -1,7 +1,9 @@
 // The replay engine: closed-loop agents replaying conversations against an OpenAI-compatible
 // streaming endpoint, spread over worker threads that share nothing on the hot path.
 //
-// Each worker thread owns an EventLoop, its agents and their connections. An agent replays its
+// Each worker thread owns an EventLoop, its agents and its connections. HTTP/1.1: one keep-alive
+// connection per agent, reused across turns. HTTP/2: agents' streams multiplexed over few
+// connections (streams_per_connection each). An agent replays its
 // conversation turn by turn: turn k+1 is scheduled when turn k completes plus its tool delay (a
 // timer, not a thread). When an agent finishes a conversation it starts another (chosen at random).
 // The number of live agents can be raised or lowered at any time (set_concurrency); an agent that is
@@ -30,12 +32,23 @@
 
 namespace agentperf {
 
+enum class ProtocolChoice : uint8_t { kHttp1 = 1, kHttp2 = 2, kAuto = 3 };
+
 struct EngineConfig {
   std::string host = "127.0.0.1";      ///< server address (name or IP literal), resolved once at start()
   uint16_t port = 8000;
   std::string host_header;              ///< Host header value; empty: "host:port"
   std::string authorization;            ///< Authorization header value (e.g. "Bearer sk-.."); empty: none
-  Protocol protocol = Protocol::kHttp1;
+  /// Which protocol to speak: kHttp1, kHttp2 (h2c with prior knowledge, or h2 over TLS), or kAuto
+  /// (over TLS: what ALPN selects, h2 preferred; without TLS: HTTP/1.1).
+  ProtocolChoice protocol = ProtocolChoice::kHttp1;
+  bool tls = false;                     ///< connect with TLS (https)
+  bool tls_verify = true;               ///< verify the server certificate and name
+  std::string ca_file;                  ///< trusted CAs (PEM); empty: the system store
+  std::string tls_server_name;          ///< SNI / name to verify; empty: `host`
+  /// HTTP/2: agents' streams per connection (also bounded by the server's
+  /// SETTINGS_MAX_CONCURRENT_STREAMS); a new connection opens when all are full.
+  uint32_t streams_per_connection = 100;
   int workers = 1;                      ///< worker threads (each with its own event loop)
   int64_t request_timeout_ns = 600LL * 1'000'000'000;  ///< scheduled → complete, else kTimeout
   int64_t connect_retry_ns = 100'000'000;  ///< minimum wait after a connect failure before retrying
@@ -71,9 +84,13 @@ struct EngineSnapshot {
   HistogramSnapshot itl_ns;             ///< gaps between consecutive output events of one request
   HistogramSnapshot e2e_ns;
   HistogramSnapshot output_speed_mtps;  ///< per-request output speed, milli-tokens per second
+  int64_t connections_open = 0;         ///< transport connections currently open (all workers)
+  uint64_t connections_opened = 0;      ///< connections opened since start()
+  std::string last_connection_error;    ///< the most recent connect / TLS failure, in words
 };
 
 class Worker;
+class TlsContext;
 
 class Engine {
  public:
@@ -108,6 +125,7 @@ class Engine {
  private:
   EngineConfig config_;
   std::shared_ptr<const Workload> workload_;
+  std::unique_ptr<TlsContext> tls_;  // shared by the workers; built at start()
   std::vector<std::unique_ptr<Worker>> workers_;
   std::atomic<int64_t> target_{0};
   std::atomic<bool> running_{false};

@@ -1,10 +1,10 @@
-// The protocol session interface: sans-IO, one implementation per protocol (HTTP/1.1 now,
-// HTTP/2 next), chosen in one place (make_session()).
+// The protocol session interface: sans-IO, one implementation per protocol (HTTP/1.1 and HTTP/2),
+// chosen in one place (make_session()).
 //
-// A Session never touches sockets. The connection that owns it feeds it the bytes it reads
-// (on_read), asks it for bytes to write (pending_output / consumed_output), and tells it when the
-// transport ends (on_close). The session reports each request's progress to the StreamHandler given
-// at submit(). Thread safety: none; a session belongs to one worker thread.
+// A Session never touches sockets (nor TLS). The connection that owns it feeds it the plaintext
+// bytes it reads (on_read), asks it for plaintext to write (pending_output / consumed_output), and
+// tells it when the transport ends (on_close). The session reports each request's progress to the
+// StreamHandler given at submit(). Thread safety: none; a session belongs to one worker thread.
 #pragma once
 
 #include <sys/uio.h>
@@ -12,6 +12,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <string_view>
 
 #include "agentperf/record.h"
 
@@ -29,35 +31,63 @@ class StreamHandler {
   virtual void on_stream_failed(ErrorKind kind, int64_t now_ns) = 0;
 };
 
-enum class Protocol : uint8_t { kHttp1 = 1 };
+enum class Protocol : uint8_t {
+  kHttp1 = 1,  ///< HTTP/1.1, one request at a time per connection
+  kHttp2 = 2,  ///< HTTP/2 (h2c with prior knowledge, or h2 over TLS), many streams per connection
+};
+
+/// The protocol-independent part of a request (a POST with a JSON body). Strings are not copied:
+/// they must outlive the stream.
+struct RequestHead {
+  std::string_view path;           ///< e.g. /v1/chat/completions
+  std::string_view authority;      ///< Host header / :authority, e.g. 127.0.0.1:8000
+  std::string_view authorization;  ///< full header value, empty: none
+  uint64_t content_length = 0;     ///< total size of the body slices
+};
 
 class Session {
  public:
   virtual ~Session() = default;
-  /// True when another request can be submitted now.
+  virtual Protocol protocol() const = 0;
+  /// The transport is established: the session may queue its preface (HTTP/2 SETTINGS).
+  virtual void on_connected() = 0;
+  /// True when another request can be submitted now (HTTP/1.1: none in flight; HTTP/2: fewer than
+  /// the peer's SETTINGS_MAX_CONCURRENT_STREAMS and `stream_limit` open, no GOAWAY received).
   virtual bool can_submit() const = 0;
-  /// Queues a request whose bytes are `slices` (HTTP head included for HTTP/1.1). The slices must
-  /// stay valid until the stream ends. Returns a stream id (> 0), or -1 when it cannot be taken.
-  virtual int32_t submit(const iovec* slices, size_t count, StreamHandler* handler) = 0;
+  /// Queues a request. The body slices (and the head's strings) must stay valid until the stream
+  /// ends. Returns a stream id (> 0), or -1 when it cannot be taken.
+  virtual int32_t submit(const RequestHead& head, const iovec* body, size_t count, StreamHandler* handler) = 0;
   /// Bytes read from the transport. Returns false when the connection must be closed (the
   /// affected streams have already been failed or completed).
   virtual bool on_read(const char* data, size_t n, int64_t now_ns) = 0;
   /// The transport ended: `kind` is kTruncated for a clean close, kReset for a reset. Fails the
-  /// streams still in flight (a close-delimited body completes instead).
+  /// streams still in flight (a close-delimited HTTP/1.1 body completes instead).
   virtual void on_close(ErrorKind kind, int64_t now_ns) = 0;
-  /// Up to `max` slices of bytes waiting to be written; returns how many were filled.
+  /// Up to `max` slices of bytes waiting to be written; returns how many were filled. The slices stay
+  /// valid until consumed_output() or the next call into the session.
   virtual size_t pending_output(iovec* out, size_t max) = 0;
   /// `n` bytes of pending_output() were written.
   virtual void consumed_output(size_t n) = 0;
-  /// False once the connection cannot be reused (Connection: close, protocol error).
+  /// False once no new stream may be started on this connection (Connection: close, GOAWAY,
+  /// protocol error); streams already open may still finish.
   virtual bool reusable() const = 0;
   /// Streams submitted and not yet ended.
   virtual size_t active_streams() const = 0;
-  /// Forgets a stream without calling its handler again (timeout or cancel). For HTTP/1.1 this makes
-  /// the connection unusable (reusable() turns false).
+  /// Forgets a stream without calling its handler again (timeout or cancel). HTTP/1.1: the
+  /// connection becomes unusable (reusable() turns false). HTTP/2: the stream is reset (CANCEL).
   virtual void abandon(int32_t stream_id) = 0;
 };
 
-std::unique_ptr<Session> make_session(Protocol protocol);
+struct SessionOptions {
+  /// HTTP/2: at most this many concurrent streams from us (also bounded by the peer's setting).
+  uint32_t stream_limit = 100;
+  /// HTTP/2: our receive windows, so long streams never stall on the client.
+  uint32_t stream_window_bytes = 16u << 20;
+  uint32_t connection_window_bytes = 1u << 30;
+};
+
+/// The one place a protocol is chosen (`tls`: the transport is TLS, so HTTP/2 uses :scheme https).
+/// Throws std::runtime_error if the protocol is unavailable.
+std::unique_ptr<Session> make_session(Protocol protocol, const SessionOptions& options = {}, bool tls = false);
 
 }  // namespace agentperf
