@@ -79,6 +79,13 @@ def main() -> None:
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True, help="Results directory.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Engine threads. Default: one per two cores.")
 @click.option("--api-key-env", default=None, help="Name of the environment variable holding the API key.")
+@click.option("--protocol", type=click.Choice(["h1", "h2", "auto"]), default="auto", show_default=True,
+              help="HTTP/1.1, HTTP/2 (h2c prior knowledge on http://), or auto (ALPN on https://, else h1).")
+@click.option("--ca", "ca_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="PEM file of CAs to trust for https://.")
+@click.option("--insecure", is_flag=True, help="Do not verify the server certificate (self-signed test setups).")
+@click.option("--streams-per-connection", type=click.IntRange(min=1), default=100, show_default=True,
+              help="HTTP/2: agents multiplexed per connection.")
 @click.option("--request-timeout", type=DURATION, default="600s", show_default=True, help="Per-request limit.")
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--start-turn", type=click.Choice(["random", "first"]), default="random", show_default=True,
@@ -95,7 +102,8 @@ def main() -> None:
 @click.option("--tool-delay-cap", type=DURATION, default=None, help="Upper bound on any tool delay.")
 @click.option("--sim-ttft", type=DURATION, default="200ms", show_default=True, help="Built-in server: time to first token.")
 @click.option("--sim-itl", type=DURATION, default="10ms", show_default=True, help="Built-in server: gap between tokens.")
-def run(url, model, trajectories, concurrency, duration, ramp, out, workers, api_key_env, request_timeout, seed,
+def run(url, model, trajectories, concurrency, duration, ramp, out, workers, api_key_env, protocol, ca_file, insecure,
+        streams_per_connection, request_timeout, seed,
         start_turn, no_cache_isolation, share_system_prompt, history, output_length, tool_delay, tool_delay_cap,
         sim_ttft, sim_itl) -> None:
     """Run agents at a fixed concurrency for a duration and write a results directory."""
@@ -103,7 +111,8 @@ def run(url, model, trajectories, concurrency, duration, ramp, out, workers, api
     from .workload import WorkloadError
 
     cfg = RunConfig(url=url, model=model, trajectories=trajectories, concurrency=concurrency, duration_s=duration,
-                    ramp_s=ramp, out=out, workers=workers, api_key_env=api_key_env, request_timeout_s=request_timeout,
+                    ramp_s=ramp, out=out, workers=workers, api_key_env=api_key_env, protocol=protocol,
+                    ca_file=ca_file, insecure=insecure, streams_per_connection=streams_per_connection, request_timeout_s=request_timeout,
                     seed=seed, random_start_turn=start_turn == "random", cache_isolation=not no_cache_isolation,
                     share_system_prompt=share_system_prompt, history=history, output_length=output_length,
                     tool_delay=tool_delay, tool_delay_cap_s=tool_delay_cap, sim_ttft_s=sim_ttft, sim_itl_s=sim_itl)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -43,20 +44,29 @@ class Endpoint:
         """Request path for an API below the base, e.g. ``path("/chat/completions")``."""
         return self.base_path + api
 
-    def get_json(self, api: str, api_key: str | None = None, timeout_s: float = 10.0) -> dict:
+    def get_json(self, api: str, api_key: str | None = None, timeout_s: float = 10.0,
+                 ca_file: str | None = None, insecure: bool = False) -> dict:
         """GET ``base/api`` and decode JSON (pre-flight and manifest use; not on the hot path)."""
         request = urllib.request.Request(self.base_url + api)
         if api_key:
             request.add_header("Authorization", f"Bearer {api_key}")
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+        context = None
+        if self.scheme == "https":
+            context = ssl.create_default_context(cafile=ca_file)
+            if insecure:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+        with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:
             return json.loads(response.read().decode("utf-8"))
 
-    def list_models(self, api_key: str | None = None) -> list[str]:
+    def list_models(self, api_key: str | None = None, ca_file: str | None = None, insecure: bool = False) -> list[str]:
         """Model ids from ``/v1/models``. Raises ConnectionError with an actionable message."""
         try:
-            data = self.get_json("/models", api_key)
+            data = self.get_json("/models", api_key, ca_file=ca_file, insecure=insecure)
         except urllib.error.HTTPError as e:
             raise ConnectionError(f"GET {self.base_url}/models answered HTTP {e.code}: check the URL and --api-key-env") from e
         except (urllib.error.URLError, OSError) as e:
-            raise ConnectionError(f"cannot reach {self.base_url}/models: {e}. Is the server running?") from e
+            hint = ("use --ca FILE to trust its certificate, or --insecure for a self-signed test setup"
+                    if "CERTIFICATE_VERIFY_FAILED" in str(e) else "Is the server running?")
+            raise ConnectionError(f"cannot reach {self.base_url}/models: {e}. {hint}") from e
         return [m.get("id", "") for m in data.get("data", []) if isinstance(m, dict)]

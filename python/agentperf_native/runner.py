@@ -39,6 +39,10 @@ class RunConfig:
     tool_delay: str = "recorded"
     tool_delay_cap_s: float | None = None
     share_system_prompt: bool = False
+    protocol: str = "auto"
+    ca_file: str | None = None
+    insecure: bool = False
+    streams_per_connection: int = 100
     sim_ttft_s: float = 0.2
     sim_itl_s: float = 0.01
 
@@ -76,7 +80,7 @@ def execute(cfg: RunConfig, command: list[str], progress: Callable[[float, Snaps
         else:
             endpoint = Endpoint.parse(cfg.url)
             try:
-                models = endpoint.list_models(api_key)
+                models = endpoint.list_models(api_key, ca_file=cfg.ca_file, insecure=cfg.insecure)
             except ConnectionError as e:
                 raise RunError(str(e)) from e
             if cfg.model is None:
@@ -105,7 +109,9 @@ def execute(cfg: RunConfig, command: list[str], progress: Callable[[float, Snaps
         engine = Engine(endpoint, workload, workers=cfg.workers, api_key=api_key,
                         request_timeout_s=cfg.request_timeout_s, seed=cfg.seed,
                         random_start_turn=cfg.random_start_turn, cache_isolation=cfg.cache_isolation,
-                        spawn_interval_s=cfg.ramp_s / cfg.concurrency if cfg.concurrency else 0.0)
+                        spawn_interval_s=cfg.ramp_s / cfg.concurrency if cfg.concurrency else 0.0,
+                        protocol=cfg.protocol, ca_file=cfg.ca_file, insecure=cfg.insecure,
+                        streams_per_connection=cfg.streams_per_connection)
         origin = now_ns()
         manifest["time_origin_ns"] = origin
         manifest["engine_workers"] = engine.workers
