@@ -19,9 +19,3 @@ std::unique_ptr<Session> make_session(Protocol protocol, const SessionOptions& o
 }
 
 }  // namespace agentperf
-// TEMPORARY until http2_session.cpp lands.
-namespace agentperf {
-__attribute__((weak)) std::unique_ptr<Session> make_http2_session(const SessionOptions&, bool) {
-  throw std::runtime_error("HTTP/2 support is not built");
-}
-}  // namespace agentperf
