@@ -126,6 +126,9 @@ class Worker final : public TimerTarget {
   Connection* connection_for_new_stream();
   void connection_opened() { opened_.add(); open_.store(open_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
   void connection_closed(Connection* c);
+  /// auto over TLS: the protocol ALPN selected on this worker's last handshake (0: none yet).
+  Protocol negotiated() const { return negotiated_; }
+  void set_negotiated(Protocol p) { negotiated_ = p; }
   void connection_error(const std::string& what) {
     std::lock_guard<std::mutex> lock(error_mu_);
     last_error_ = what;
@@ -158,6 +161,7 @@ class Worker final : public TimerTarget {
   int64_t next_agent_seq_ = 0;
   int64_t next_spawn_ns_ = 0;     // ramp: earliest time of the next agent arrival
   bool spawn_tick_pending_ = false;
+  Protocol negotiated_ = static_cast<Protocol>(0);
 
   // Worker thread only. Agents and connections are pooled: the pools own every object ever made,
   // which is never freed while the worker runs (timers and epoll events may still point to it).
@@ -219,7 +223,11 @@ class Connection final : public IoHandler {
     w_.loop().add(fd_, EPOLLIN | EPOLLOUT, this);
     w_.connection_opened();
     // Until the protocol is known, a connection takes one stream (HTTP/1.1) or a full share.
-    expected_capacity_ = w_.config().protocol == ProtocolChoice::kHttp2 ? w_.config().streams_per_connection : 1;
+    // auto over TLS: what the last handshake negotiated, optimistically HTTP/2 before the first.
+    const ProtocolChoice p = w_.config().protocol;
+    const bool h2 = p == ProtocolChoice::kHttp2 ||
+                    (p == ProtocolChoice::kAuto && w_.tls() && w_.negotiated() != Protocol::kHttp1);
+    expected_capacity_ = h2 ? w_.config().streams_per_connection : 1;
     return true;
   }
 
@@ -411,7 +419,8 @@ class Connection final : public IoHandler {
               close(ErrorKind::kConnect, now);
               return;
             }
-            become_ready(alpn == "h2" ? Protocol::kHttp2 : Protocol::kHttp1);
+            w_.set_negotiated(alpn == "h2" ? Protocol::kHttp2 : Protocol::kHttp1);
+            become_ready(w_.negotiated());
             if (fd_ < 0) return;
           }
           char* plain = w_.plain_buffer();
