@@ -159,8 +159,8 @@ def test_digest_pins_the_workload():
         ('{"turns": []}', "'turns' must be a non-empty list"),
         ('{"turns": [{"messages": []}]}', "turns[0]: field 'messages' must be a non-empty list"),
         ('{"turns": [{"messages": [{"content": "x"}]}]}', "messages[0]: a message must be an object with a string 'role'"),
-        ('{"turns": [{"messages": [{"role": "user", "content": "x"}], "output_tokens": 0}]}', "'output_tokens' must be a positive integer"),
-        ('{"turns": [{"messages": [{"role": "user", "content": "x"}], "tool_delay_s": -1}]}', "'tool_delay_s' must be a number >= 0"),
+        ('{"turns": [{"messages": [{"role": "user", "content": "x"}], "output_tokens": -3}]}', "'output_tokens' must be an integer >= 0"),
+        ('{"turns": [{"messages": [{"role": "user", "content": "x"}], "tool_delay_s": -1}]}', "'tool_delay_s' must be a number of seconds >= 0"),
     ],
 )
 def test_loader_errors_name_file_line_and_field(tmp_path, line, fragment):

@@ -42,6 +42,7 @@ class Turn:
     cached_tokens: int | None = None  # recorded cached prompt tokens of this call, if known
     hash_ids: list[int] | None = None  # token-only: block hashes of the whole prompt of this call
     input_tokens: int | None = None  # token-only: prompt length in tokens (last block may be partial)
+    metadata: dict[str, Any] = field(default_factory=dict)  # anything else the source recorded
 
 
 @dataclass
@@ -54,67 +55,17 @@ class Conversation:
     block_size: int | None = None  # token-only traces: tokens per hash block (64, 512, ...)
 
 
-def _fail(where: str, what: str, todo: str) -> WorkloadError:
-    return WorkloadError(f"{where}: {what}; {todo}")
-
-
-def _turn_from(obj: Any, where: str) -> Turn:
-    if not isinstance(obj, dict):
-        raise _fail(where, "a turn must be a JSON object", 'write {"messages": [...], "output_tokens": N}')
-    messages = obj.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise _fail(where, "field 'messages' must be a non-empty list", "list the messages appended since the previous call")
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise _fail(f"{where}, messages[{i}]", "a message must be an object with a string 'role'",
-                        'write {"role": "user", "content": "..."}')
-    out = obj.get("output_tokens")
-    if out is not None and (not isinstance(out, int) or isinstance(out, bool) or out < 1):
-        raise _fail(where, f"field 'output_tokens' must be a positive integer, not {out!r}", "fix or remove it")
-    delay = obj.get("tool_delay_s", 0.0)
-    if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
-        raise _fail(where, f"field 'tool_delay_s' must be a number >= 0, not {delay!r}", "fix or remove it")
-    return Turn(messages=messages, output_tokens=out, tool_delay_s=float(delay))
-
-
-def conversation_from_dict(obj: Any, where: str = "conversation") -> Conversation:
-    if not isinstance(obj, dict):
-        raise _fail(where, "a conversation must be a JSON object", 'write {"system": ..., "turns": [...]}')
-    turns = obj.get("turns")
-    if not isinstance(turns, list) or not turns:
-        raise _fail(where, "field 'turns' must be a non-empty list", "add at least one turn")
-    system = obj.get("system")
-    if system is not None and not isinstance(system, str):
-        raise _fail(where, "field 'system' must be a string", "fix or remove it")
-    if "tools" in obj:
-        raise _fail(where, "tool definitions ('tools') are not replayed by this version",
-                    "remove the field (the trajectory schema v1 importer will carry them)")
-    return Conversation(
-        turns=[_turn_from(t, f"{where}, turns[{i}]") for i, t in enumerate(turns)],
-        system=system,
-        id=str(obj.get("id", "")),
-        metadata=obj.get("metadata") or {},
-    )
-
-
 def load_conversations(path: str | Path) -> list[Conversation]:
-    """Reads a JSONL file of conversations. Errors name the file, line and field."""
+    """Reads conversations: a schema v1 JSONL file (``trajectories/SCHEMA.md``) or any format the
+    importers know (detected). Errors name the file, line and field, and say what to do."""
+    from .trajectories import load
+
     path = Path(path)
     if not path.exists():
-        raise WorkloadError(f"{path}: no such file; pass --trajectories with an existing .jsonl file")
-    conversations = []
-    with path.open("r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise WorkloadError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno}); "
-                                    "each line must hold one conversation object") from None
-            conversations.append(conversation_from_dict(obj, f"{path}:{lineno}"))
+        raise WorkloadError(f"{path}: no such file; pass --trajectories with an existing trajectory file")
+    conversations = load(path)
     if not conversations:
-        raise WorkloadError(f"{path}: holds no conversations; add one JSON object per line")
+        raise WorkloadError(f"{path}: holds no conversations")
     return conversations
 
 
@@ -177,9 +128,11 @@ class RequestPolicy:
 
     def lengths(self, recorded: int | None) -> tuple[int, int]:
         """(max_tokens, min_tokens) for a turn, -1 meaning omitted."""
-        n = self.fixed_output if self.fixed_output is not None else (recorded or self.default_max_tokens)
+        n = self.fixed_output if self.fixed_output is not None else (
+            recorded if recorded is not None else self.default_max_tokens)
         if n is None:
             return -1, -1
+        n = max(1, n)  # a recorded 0 (a call that produced nothing) still asks for one token
         return n, (n if self.exact else -1)
 
     def delay_ns(self, recorded_s: float) -> int:

@@ -1,0 +1,151 @@
+"""What every importer shares: options, results, message cleaning and token estimates."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ...workload import Conversation
+from ..schema import TrajectoryError
+
+# Keys an OpenAI chat request accepts in a message; everything else a recorder adds is dropped.
+_MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
+
+
+@dataclass
+class ImportOptions:
+    """Choices an importer needs where the source leaves something open."""
+
+    tokenizer: str = "cl100k_base"  # counts output tokens for sources that record none (see estimate)
+    estimate_output_tokens: bool = True  # False: leave output_tokens unset where the source has none
+    mooncake_sessions: str = "prefix"  # "prefix": chain requests into sessions by their hash prefix; "none"
+    _tok: Any = field(default=None, repr=False)
+
+    def count_tokens(self, text: str) -> int:
+        if self._tok is None:
+            from ..tokens import load_tokenizer
+            self._tok = load_tokenizer(self.tokenizer)
+        return len(self._tok.encode(text))
+
+
+@dataclass
+class ImportResult:
+    conversations: list[Conversation]
+    notes: list[str] = field(default_factory=list)  # what the user should know: skipped entries, estimates
+
+
+class SourceError(TrajectoryError):
+    """A source file cannot be converted; the message names the file and what to do."""
+
+
+def read_json(path: Path) -> Any:
+    try:
+        with path.open("r", encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise SourceError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
+                          "pass the original file, or --format if it is another format") from None
+    except UnicodeDecodeError as e:
+        raise SourceError(f"{path}: not UTF-8 text ({e.reason}); pass a JSON trajectory file") from None
+
+
+def clean_tool_calls(calls: Any) -> list[dict[str, Any]] | None:
+    """Recorded tool calls -> OpenAI request form (id, type, function{name, arguments as a string})."""
+    if not isinstance(calls, list) or not calls:
+        return None
+    out = []
+    for c in calls:
+        if not isinstance(c, dict):
+            continue
+        fn = c.get("function") or {}
+        args = fn.get("arguments", "")
+        if not isinstance(args, str):
+            args = json.dumps(args, ensure_ascii=False)
+        out.append({"id": str(c.get("id", "")), "type": "function",
+                    "function": {"name": str(fn.get("name", "")), "arguments": args}})
+    return out or None
+
+
+def clean_message(m: dict[str, Any]) -> dict[str, Any]:
+    """A recorded message -> the keys an OpenAI chat request accepts (role, content, name, tool_calls,
+    tool_call_id); recorder extras (usage, timestamps, raw responses, reasoning) are dropped."""
+    out = {k: m[k] for k in _MESSAGE_KEYS if k in m and m[k] is not None}
+    if "tool_calls" in out:
+        calls = clean_tool_calls(out["tool_calls"])
+        if calls is None:
+            del out["tool_calls"]
+        else:
+            out["tool_calls"] = calls
+    out.setdefault("content", "")
+    return out
+
+
+def message_text(m: dict[str, Any]) -> str:
+    """The text a model produced or read in a message: content (string or parts) and tool-call JSON."""
+    parts: list[str] = []
+    c = m.get("content")
+    if isinstance(c, str):
+        parts.append(c)
+    elif isinstance(c, list):
+        for p in c:
+            if isinstance(p, dict) and isinstance(p.get("text"), str):
+                parts.append(p["text"])
+            elif isinstance(p, str):
+                parts.append(p)
+    for call in m.get("tool_calls") or []:
+        fn = call.get("function") or {}
+        parts.append(str(fn.get("name", "")))
+        parts.append(str(fn.get("arguments", "")))
+    return "\n".join(parts)
+
+
+def parse_time_s(value: Any) -> float | None:
+    """A recorded timestamp (epoch seconds, or ISO 8601 text) -> epoch seconds; None when absent/unreadable."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            try:
+                return float(value)
+            except ValueError:
+                return None
+    return None
+
+
+def gap_s(later: float | None, earlier: float | None) -> float | None:
+    if later is None or earlier is None:
+        return None
+    return max(0.0, later - earlier)
+
+
+def as_int(v: Any) -> int | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, int):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return None
+
+
+def split_system(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
+    """A leading system message with text content becomes the conversation's system prompt."""
+    if messages and messages[0].get("role") == "system" and isinstance(messages[0].get("content"), str):
+        return messages[0]["content"], messages[1:]
+    return None, messages
+
+
+_SWE_BENCH_ID = re.compile(r"^[A-Za-z0-9_.-]+__[A-Za-z0-9_.-]+-\d+$")
+
+
+def swe_bench_language(instance_id: str) -> str | None:
+    """SWE-bench task ids (``owner__repo-NUMBER``) name Python repositories; other ids: unknown."""
+    return "python" if _SWE_BENCH_ID.match(instance_id) else None

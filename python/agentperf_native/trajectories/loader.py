@@ -1,0 +1,140 @@
+"""Reading and writing trajectory files: schema v1 JSONL natively, every other format through its importer."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+from ..workload import Conversation
+from .detect import NATIVE, detect_format, source_files
+from .importers import IMPORTERS, ImportOptions, ImportResult
+from .schema import TrajectoryError, conversation_from_dict, conversation_to_dict
+
+
+def load_native(path: str | Path) -> list[Conversation]:
+    """Reads a schema v1 JSONL file. Errors name the file, line and field, and say what to do."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrajectoryError(f"{path}: no such file; pass an existing .jsonl trajectory file")
+    conversations: list[Conversation] = []
+    first_line: dict[str, int] = {}
+    with path.open("r", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise TrajectoryError(f"{where}: not valid JSON ({e.msg} at column {e.colno}); "
+                                      "each line must hold one trajectory object") from None
+            conv = conversation_from_dict(obj, where)
+            if not conv.id:
+                conv.id = f"{path.stem}-{lineno}"
+            if conv.id in first_line:
+                raise TrajectoryError(f"{where}: field 'id' repeats {conv.id!r} from line {first_line[conv.id]}; "
+                                      "give every trajectory its own id")
+            first_line[conv.id] = lineno
+            conversations.append(conv)
+    if not conversations:
+        raise TrajectoryError(f"{path}: holds no trajectories; write one JSON object per line")
+    return conversations
+
+
+def import_file(path: str | Path, fmt: str | None = None, options: ImportOptions | None = None) -> ImportResult:
+    """Converts one file of any known format (``fmt`` forces one; None detects it)."""
+    path = Path(path)
+    if not path.is_file():
+        raise TrajectoryError(f"{path}: no such file; pass an existing trajectory file")
+    fmt = fmt or detect_format(path)
+    if fmt == NATIVE:
+        return ImportResult(load_native(path))
+    if fmt not in IMPORTERS:
+        raise TrajectoryError(f"unknown format {fmt!r}; use one of {NATIVE}, {', '.join(IMPORTERS)}")
+    return IMPORTERS[fmt].convert(path, options or ImportOptions())
+
+
+def load(paths: str | Path | Iterable[str | Path], fmt: str | None = None,
+         options: ImportOptions | None = None) -> list[Conversation]:
+    """Conversations from files or folders of any known format (notes of the importers are dropped;
+    use :func:`import_file` to see them)."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    options = options or ImportOptions()
+    conversations: list[Conversation] = []
+    for p in source_files(list(paths)):
+        conversations.extend(import_file(p, fmt, options).conversations)
+    return conversations
+
+
+def dump_lines(conversations: Iterable[Conversation]) -> Iterable[str]:
+    for conv in conversations:
+        yield json.dumps(conversation_to_dict(conv), ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_jsonl(conversations: Iterable[Conversation], path: str | Path) -> int:
+    """Writes schema v1 JSONL atomically (a temporary file renamed into place); returns the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    n = 0
+    try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a normal file's mode
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for line in dump_lines(conversations):
+                f.write(line)
+                n += 1
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return n
+
+
+def unique_ids(conversations: list[Conversation]) -> int:
+    """Makes ids unique in place (a repeat gets ``#2``, ``#3``...); returns how many were renamed."""
+    seen: dict[str, int] = {}
+    renamed = 0
+    for conv in conversations:
+        if conv.id in seen:
+            seen[conv.id] += 1
+            n = seen[conv.id]
+            while f"{conv.id}#{n}" in seen:
+                n += 1
+            conv.id = f"{conv.id}#{n}"
+            renamed += 1
+        seen.setdefault(conv.id, 1)
+    return renamed
+
+
+def convert_files(sources: Iterable[str | Path], output: str | Path, fmt: str | None = None,
+                  options: ImportOptions | None = None) -> list[tuple[Path, str, ImportResult]]:
+    """Converts every source file (folders are searched) into one schema v1 JSONL file.
+
+    Returns (file, format, result) per source file. Nothing is written when a file fails: the error
+    names it. Ids repeated across files get a ``#N`` suffix."""
+    options = options or ImportOptions()
+    results = []
+    conversations: list[Conversation] = []
+    target = Path(output).resolve()
+    for path in source_files(list(sources)):
+        if path.resolve() == target:  # the output of an earlier run inside a source folder
+            continue
+        name = fmt or detect_format(path)
+        result = import_file(path, name, options)
+        results.append((path, name, result))
+        conversations.extend(result.conversations)
+    if not conversations:
+        raise TrajectoryError("the sources hold no model call to replay; nothing written")
+    unique_ids(conversations)
+    write_jsonl(conversations, output)
+    return results
