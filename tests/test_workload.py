@@ -1,6 +1,7 @@
 """Workload loading, encoding, and what the engine actually puts on the wire."""
 
 import json
+from pathlib import Path
 import re
 import socket
 import threading
@@ -295,3 +296,71 @@ def test_bad_tool_delay_specs_say_how_to_write_them(bad):
 def test_bad_output_policy_is_refused():
     with pytest.raises(ValueError, match="fixed:N"):
         ap.RequestPolicy(output="fixed:zero")
+
+
+FIXTURES = Path(__file__).parent / "data" / "trajectories"
+
+
+def test_converted_mini_swe_agent_run_is_replayed_exactly(recorder):
+    from agentperf_native.trajectories import load
+
+    conv = load(FIXTURES / "mini_swe_agent.traj.json")[0]
+    assert len(conv.turns) >= 2
+    workload = ap.encode([conv], model="m", policy=ap.RequestPolicy(tool_delay="none"))
+    engine = ap.Engine(f"http://127.0.0.1:{recorder.port}", workload, workers=1, random_start_turn=False)
+    _, records = ap.run_phase(engine, 1, 0.3 + 0.05 * len(conv.turns))
+    bodies = _bodies_by_connection(recorder)[0]
+    assert len(bodies) >= len(conv.turns)
+    history = [] if conv.system is None else [{"role": "system", "content": conv.system}]
+    for k, turn in enumerate(conv.turns):
+        req = bodies[k]
+        assert _strip_prefix(req) is not None  # the isolation prefix comes first ...
+        history.extend(turn.messages)
+        assert req["messages"] == history  # ... then exactly the recorded messages, in order
+        assert req["max_tokens"] == turn.output_tokens  # the recorded completion tokens
+
+
+def test_converted_mini_swe_agent_run_in_generated_mode_feeds_back_the_stream(recorder):
+    from agentperf_native.trajectories import load
+
+    conv = load(FIXTURES / "mini_swe_agent.traj.json")[0]
+    workload = ap.encode([conv], model="m", policy=ap.RequestPolicy(history="generated", tool_delay="none"))
+    engine = ap.Engine(f"http://127.0.0.1:{recorder.port}", workload, workers=1, random_start_turn=False)
+    ap.run_phase(engine, 1, 0.3 + 0.05 * len(conv.turns))
+    bodies = _bodies_by_connection(recorder)[0]
+    for k in range(1, len(conv.turns)):
+        replies = [m for m in bodies[k]["messages"] if m["role"] == "assistant"]
+        assert len(replies) == k
+        assert all(m["content"] == "ok done" for m in replies)  # what the server streamed
+        # Everything else (tool calls, tool results) stays as recorded.
+        recorded = [m for t in conv.turns[: k + 1] for m in t.messages if m["role"] == "assistant"]
+        assert [m.get("tool_calls") for m in replies] == [m.get("tool_calls") for m in recorded]
+
+
+def test_token_only_trace_sends_token_exact_prompts(recorder):
+    from agentperf_native.trajectories import load, load_tokenizer
+
+    conv = load(FIXTURES / "kv_cache_tester.json")[0]
+    tok = load_tokenizer("cl100k_base")
+    workload = ap.encode([conv], model="m", tokenizer=tok, token_prompts="token_ids",
+                         policy=ap.RequestPolicy(tool_delay="none"))
+    engine = ap.Engine(f"http://127.0.0.1:{recorder.port}", workload, workers=1, random_start_turn=False)
+    ap.run_phase(engine, 1, 0.3 + 0.05 * len(conv.turns))
+    reqs = [(head, json.loads(b)) for _, head, b in recorder.requests]
+    assert len(reqs) >= len(conv.turns)
+    isolation = 4  # token ids of the per-agent prefix
+    prompts = []
+    for k, turn in enumerate(conv.turns):
+        head, req = reqs[k]
+        assert head.startswith("POST /v1/completions ")
+        assert len(req["prompt"]) == turn.input_tokens + isolation
+        prompts.append(req["prompt"][isolation:])
+    # Consecutive turns share exactly the recorded leading blocks.
+    block = conv.block_size
+    for k in range(1, len(conv.turns)):
+        a, b = conv.turns[k - 1].hash_ids, conv.turns[k].hash_ids
+        shared = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        if shared:
+            assert prompts[k][: shared * block] == prompts[k - 1][: shared * block]
+        if shared < len(b) and shared * block < len(prompts[k - 1]):
+            assert prompts[k][shared * block: (shared + 1) * block] != prompts[k - 1][shared * block: (shared + 1) * block]
