@@ -58,6 +58,7 @@ py::dict snapshot_dict(const EngineSnapshot& s) {
   d["agents_target"] = s.agents_target;
   d["agents_live"] = s.agents_live;
   d["agents_active"] = s.agents_active;
+  d["agents_engaged"] = s.agents_engaged;
   d["requests_in_flight"] = s.requests_in_flight;
   d["requests_started"] = s.requests_started;
   d["requests_ok"] = s.requests_ok;

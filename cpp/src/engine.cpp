@@ -121,6 +121,7 @@ class Worker final : public TimerTarget {
     in_flight_.store(in_flight_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
   void remove_agent(Agent* agent);  // back to the pool
+  void count_engaged(int64_t d) { engaged_.store(engaged_.load(std::memory_order_relaxed) + d, std::memory_order_relaxed); }
   /// A connection with room for one more stream (HTTP/2: shared; HTTP/1.1: a new one), opening one
   /// when needed. nullptr when a socket cannot even be created.
   Connection* connection_for_new_stream();
@@ -176,6 +177,7 @@ class Worker final : public TimerTarget {
   std::atomic<int64_t> active_{0};
   std::atomic<int64_t> in_flight_{0};
   std::atomic<int64_t> open_{0};
+  std::atomic<int64_t> engaged_{0};
 
   Histogram ttft_, itl_, e2e_, speed_;
   Counter started_, ok_, failed_, events_, tokens_, opened_;
@@ -513,6 +515,8 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
   // Back to the pool: no connection wait, no live timer. The connection (if any) stays with the
   // worker for other agents (HTTP/2) or is closed (HTTP/1.1: it was this agent's own).
   void release() {
+    if (engaged_) w_.count_engaged(-1);
+    engaged_ = false;
     stop_waiting();
     if (owns(conn_)) conn_->close(ErrorKind::kCancelled, now_ns());
     conn_ = nullptr;
@@ -752,6 +756,10 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
     }
     rec_.sent_ns = now_ns();
     stream_id_ = c->submit(head_, iov_.data(), iov_.size(), this);
+    if (stream_id_ > 0 && !engaged_) {
+      engaged_ = true;
+      w_.count_engaged(1);
+    }
     if (stream_id_ <= 0 && in_flight_) finish(ErrorKind::kWrite, now_ns());
   }
 
@@ -841,6 +849,7 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
   Connection* conn_ = nullptr;        // the connection of the current / last request
   Connection* waiting_on_ = nullptr;  // a connection this agent waits for (connecting)
   bool preconnect_ = false;
+  bool engaged_ = false;  // has sent a request since it was assigned (counts as active)
   bool in_flight_ = false;
   bool stream_error_ = false;
   bool malformed_ = false;
@@ -906,6 +915,7 @@ void Worker::run() {
   conn_pool_.clear();
   live_.store(0);
   active_.store(0);
+  engaged_.store(0);
 }
 
 Connection* Worker::connection_for_new_stream() {
@@ -1026,6 +1036,7 @@ void Worker::commit(RequestRecord& rec) {
 void Worker::add_to(EngineSnapshot& s) const {
   s.agents_live += live_.load(std::memory_order_relaxed);
   s.agents_active += active_.load(std::memory_order_relaxed);
+  s.agents_engaged += engaged_.load(std::memory_order_relaxed);
   s.requests_in_flight += in_flight_.load(std::memory_order_relaxed);
   s.requests_started += started_.get();
   s.requests_ok += ok_.get();

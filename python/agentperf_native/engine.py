@@ -51,6 +51,7 @@ class Snapshot:
     agents_target: int
     agents_live: int
     agents_active: int
+    agents_engaged: int
     requests_in_flight: int
     requests_started: int
     requests_ok: int

@@ -72,6 +72,8 @@ struct EngineSnapshot {
   int64_t agents_target = 0;      ///< concurrency asked for
   int64_t agents_live = 0;        ///< agents that exist (including ones finishing before leaving)
   int64_t agents_active = 0;      ///< agents that exist and are not leaving
+  int64_t agents_engaged = 0;     ///< live agents that have sent at least one request (a phase is
+                                  ///< steady only once all its agents are engaged)
   int64_t requests_in_flight = 0;
   uint64_t requests_started = 0;
   uint64_t requests_ok = 0;
