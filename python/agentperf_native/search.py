@@ -31,8 +31,8 @@ _KIND = {name: i for i, name in enumerate(ERROR_KINDS)}
 
 @dataclass
 class PhaseRules:
-    warmup_s: float = 30.0  # every agent active at least this long before the window opens
-    window_s: float = 60.0  # minimum steady window
+    warmup_s: float = 10.0  # every agent active at least this long before the window opens
+    window_s: float = 30.0  # minimum steady window (quick interactive default; --profile aa: 10 min)
     min_trajectories: int = 0  # trajectories completed inside the window, all agents together
     min_trajectories_per_agent: int = 0
     max_window_s: float | None = None  # give up extending the window (default 4 × window_s)

@@ -1,0 +1,81 @@
+"""Pre-flight: one small streaming request before a run, so a misconfigured endpoint fails fast.
+
+Checks that the endpoint answers, streams SSE, reports usage when asked (stream_options), and
+whether it honours ``ignore_eos`` + ``min_tokens`` (exact output lengths). Off the hot path: plain
+urllib, one request.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict, dataclass
+
+from . import _core
+from .endpoint import Endpoint
+
+
+@dataclass
+class Preflight:
+    ok: bool
+    status: int
+    streamed_events: int
+    output_events: int
+    usage_reported: bool
+    completion_tokens: int | None
+    asked_tokens: int
+    honours_exact_length: bool
+    ttft_s: float | None
+    problem: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check(endpoint: Endpoint, model: str, *, api_key: str | None = None, ca_file: str | None = None,
+          insecure: bool = False, tokens: int = 16, timeout_s: float = 60.0) -> Preflight:
+    body = json.dumps({"model": model, "stream": True, "stream_options": {"include_usage": True},
+                       "max_tokens": tokens, "min_tokens": tokens, "ignore_eos": True,
+                       "messages": [{"role": "user", "content": "Count from one to one hundred."}]}).encode()
+    req = urllib.request.Request(endpoint.base_url + "/chat/completions", data=body,
+                                 headers={"Content-Type": "application/json", "Accept": "text/event-stream"})
+    if api_key:
+        req.add_header("Authorization", f"Bearer {api_key}")
+    context = None
+    if endpoint.scheme == "https":
+        context = ssl.create_default_context(cafile=ca_file)
+        if insecure:
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    parser = _core.SseParser()
+    events = outputs = 0
+    completion = None
+    first = None
+    t0 = time.monotonic()
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s, context=context) as resp:
+            status = resp.status
+            while chunk := resp.read1(65536):
+                for ev in parser.feed(chunk):
+                    events += 1
+                    if ev["output"]:
+                        outputs += 1
+                        first = first or time.monotonic()
+                    if ev["usage"] and ev["completion_tokens"] >= 0:
+                        completion = ev["completion_tokens"]
+    except urllib.error.HTTPError as e:
+        detail = e.read(300).decode("utf-8", "replace")
+        return Preflight(False, e.code, 0, 0, False, None, tokens, False, None,
+                         f"POST {endpoint.base_url}/chat/completions answered HTTP {e.code}: {detail}")
+    except (urllib.error.URLError, OSError) as e:
+        return Preflight(False, 0, 0, 0, False, None, tokens, False, None,
+                         f"POST {endpoint.base_url}/chat/completions failed: {e}")
+    problem = None
+    if outputs == 0:
+        problem = "the stream carried no output (content/reasoning) events"
+    return Preflight(ok=problem is None, status=status, streamed_events=events, output_events=outputs,
+                     usage_reported=completion is not None, completion_tokens=completion, asked_tokens=tokens,
+                     honours_exact_length=completion == tokens, ttft_s=(first - t0) if first else None,
+                     problem=problem)
