@@ -32,9 +32,10 @@ except ImportError:  # pragma: no cover - the benchmark wants uvloop; say so rat
 
 
 class Stats:
-    __slots__ = ("events", "output_events", "responses", "errors", "reconnects")
+    __slots__ = ("events", "output_events", "responses", "errors", "reconnects", "reads")
 
     def __init__(self) -> None:
+        self.reads = 0  # data_received calls (--api protocol): one per read() of the event loop
         self.events = 0
         self.output_events = 0
         self.responses = 0
@@ -130,6 +131,7 @@ class StreamProtocol(asyncio.Protocol):
             self.on_lost(self)
 
     def data_received(self, data: bytes) -> None:
+        self.stats.reads += 1
         buf = self.buf + data if self.buf else data
         if self.in_headers:
             end = buf.find(b"\r\n\r\n")

@@ -35,8 +35,9 @@
 #define MAX_EVENTS 1024
 // Experiments (off by default; the benchmark uses the plain reader described above):
 //   -DRAW_EPOLLET=1       edge-triggered epoll (a short read means the socket is drained)
-//   -DRAW_DELAYED_ACK=1   setsockopt(TCP_QUICKACK, 0) after each read, so the kernel delays ACKs
-//                         instead of sending one from read() for every small segment
+//   -DRAW_DELAYED_ACK=1   setsockopt(TCP_QUICKACK, 0) after each read, asking the kernel to delay
+//                         ACKs rather than send one from read() per small segment (measured: it
+//                         does not reduce that work; see README.md)
 #ifndef RAW_EPOLLET
 #define RAW_EPOLLET 0
 #endif
