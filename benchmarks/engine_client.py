@@ -7,6 +7,7 @@ runs ``CONNECTIONS`` agents on one worker thread; the main (Python) thread polls
 every 0.5 s and drains the records, as ``phase.run_phase`` does.
 
 Usage: engine_client.py HOST PORT CONNECTIONS DURATION_S [--warmup S] [--max-tokens N] [--workers N]
+                        [--protocol h1|h2] [--streams-per-connection N] [--ramp S]
 Counters come from the engine's snapshot (output events as they arrive: inter-event gaps recorded
 plus first events of the requests started; see below); CPU time is ``resource.getrusage(RUSAGE_SELF)`` (the
 whole process: engine worker thread plus the polling thread), both measured over DURATION_S
@@ -40,13 +41,18 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=64)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--poll", type=float, default=0.5, help="snapshot/drain period (s)")
+    p.add_argument("--protocol", choices=["h1", "h2"], default="h1", help="HTTP/1.1 or h2c (prior knowledge)")
+    p.add_argument("--streams-per-connection", type=int, default=100, help="HTTP/2 streams per connection")
+    p.add_argument("--ramp", type=float, default=0.0, help="spread agent arrivals over this many seconds")
     args = p.parse_args()
 
     conv = Conversation(turns=[Turn(messages=[{"role": "user", "content": "Write a short story about a benchmark."}],
                                     output_tokens=args.max_tokens, tool_delay_s=0.0)])
     workload = encode([conv], model="agentperf-sim")
     eng = engine_mod.Engine(f"http://{args.host}:{args.port}/v1", workload, concurrency=args.connections,
-                            workers=args.workers, random_start_turn=False)
+                            workers=args.workers, random_start_turn=False, protocol=args.protocol,
+                            streams_per_connection=args.streams_per_connection,
+                            spawn_interval_s=args.ramp / max(1, args.connections))
     cancelled = engine_mod.ERROR_KINDS.index("cancelled")
     records = 0
     record_errors = 0  # failed records other than the ones cancelled by stop()

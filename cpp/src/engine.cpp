@@ -127,6 +127,8 @@ class Worker final : public TimerTarget {
   Connection* connection_for_new_stream();
   void connection_opened() { opened_.add(); open_.store(open_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed); }
   void connection_closed(Connection* c);
+  /// Closes `c` after the current loop iteration (safe from inside its callbacks).
+  void close_later(Connection* c) { to_close_.push_back(c); }
   /// auto over TLS: the protocol ALPN selected on this worker's last handshake (0: none yet).
   Protocol negotiated() const { return negotiated_; }
   void set_negotiated(Protocol p) { negotiated_ = p; }
@@ -173,6 +175,7 @@ class Worker final : public TimerTarget {
   std::vector<Connection*> shared_conns_;   // HTTP/2 (or not yet known) connections open for sharing
   std::vector<Connection*> closed_conns_;   // closed in this loop iteration: reusable after it
   std::vector<Connection*> free_conns_;
+  std::vector<Connection*> to_close_;       // close_later(): closed after the loop iteration
   std::atomic<int64_t> live_{0};
   std::atomic<int64_t> active_{0};
   std::atomic<int64_t> in_flight_{0};
@@ -518,7 +521,12 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
     if (engaged_) w_.count_engaged(-1);
     engaged_ = false;
     stop_waiting();
-    if (owns(conn_)) conn_->close(ErrorKind::kCancelled, now_ns());
+    // This may run inside the connection's own read callbacks (the agent leaves when its last
+    // response completes), so the connection is closed after the loop iteration, not here.
+    if (owns(conn_)) {
+      conn_->owner = nullptr;
+      w_.close_later(conn_);
+    }
     conn_ = nullptr;
     in_flight_ = false;
     preconnect_ = false;
@@ -899,6 +907,9 @@ void Worker::run() {
   adjust_agents();
   while (!stop_.load(std::memory_order_relaxed)) {
     loop_.run_once(-1);
+    for (Connection* c : to_close_)
+      if (!c->owner) c->close(ErrorKind::kCancelled, now_ns());  // still nobody's: close it
+    to_close_.clear();
     // Connections closed in this iteration may still have events queued in it: reuse them only now.
     free_conns_.insert(free_conns_.end(), closed_conns_.begin(), closed_conns_.end());
     closed_conns_.clear();

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
@@ -15,44 +16,21 @@
 #include <stdexcept>
 #include <string_view>
 #include <system_error>
+#include <thread>
 
 #include "agentperf/clock.h"
 #include "agentperf/event_loop.h"
+#include "agentperf/sim_exchange.h"
+#include "agentperf/sim_http2.h"
 
 namespace agentperf {
 
 namespace {
 
 constexpr size_t kMaxRequestBytes = 64 * 1024 * 1024;
-
-struct Counter {
-  std::atomic<uint64_t> v{0};
-  void add(int64_t n = 1) { v.store(v.load(std::memory_order_relaxed) + static_cast<uint64_t>(n), std::memory_order_relaxed); }
-  uint64_t get() const { return v.load(std::memory_order_relaxed); }
-};
-
-// Finds `"key"` followed by ':' and returns the integer after it, or -1.
-int64_t find_int(std::string_view body, std::string_view key) {
-  size_t pos = 0;
-  while ((pos = body.find(key, pos)) != std::string_view::npos) {
-    size_t p = pos + key.size();
-    pos = p;
-    if (pos < key.size() + 1 || body[p - key.size() - 1] != '"' || p >= body.size() || body[p] != '"') continue;
-    ++p;
-    while (p < body.size() && (body[p] == ' ' || body[p] == ':')) ++p;
-    if (p >= body.size() || body[p] < '0' || body[p] > '9') return -1;
-    int64_t v = 0;
-    while (p < body.size() && body[p] >= '0' && body[p] <= '9') v = v * 10 + (body[p++] - '0');
-    return v;
-  }
-  return -1;
-}
-
-bool find_bool(std::string_view body, std::string_view key, bool value) {
-  std::string a = "\"" + std::string(key) + "\":" + (value ? "true" : "false");
-  std::string b = "\"" + std::string(key) + "\": " + (value ? "true" : "false");
-  return body.find(a) != std::string_view::npos || body.find(b) != std::string_view::npos;
-}
+// Null model: events due within this much of now go out in the same wake-up (the kernel's default
+// timer slack is 50 us, so a timer is that late anyway): at most this early, far fewer wake-ups.
+constexpr int64_t kCoalesceNs = 50'000;
 
 void append_chunk(std::string& out, std::string_view payload) {
   char size[24];
@@ -62,26 +40,25 @@ void append_chunk(std::string& out, std::string_view payload) {
   out.append("\r\n");
 }
 
-enum class Fault : uint8_t { kNone, k500, k429, k503, kReset, kTruncate, kMalformed, kStall, kSlowHeaders };
-
 }  // namespace
 
 class SimConn;
 
-class SimWorker final : public IoHandler {
+// One event-loop thread: its listener, its connections, its exchanges and its model.
+class SimWorker final : public IoHandler, public TimerTarget, public SimModelSink, public SimExchangeHost,
+                        public SimExchangePool {
  public:
-  SimWorker(const SimServerConfig& config, int listen_fd, int index)
-      : config_(config), listen_fd_(listen_fd), rng_(config.seed * 0x9E3779B97F4A7C15ULL + index) {
+  SimWorker(const SimServerConfig& config, int listen_fd, int index, const SimServer* owner)
+      : config_(config),
+        owner_(owner),
+        listen_fd_(listen_fd),
+        model_(make_sim_model(config.model_params)),
+        rng_(config.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(index)),
+        model_json_(sim_json_escape(config.model)) {
     loop_.add(listen_fd_, EPOLLIN, this);
-    std::string payload;
-    token_text_ = "tok ";
-    for (int i = 1; i < config_.tokens_per_chunk; ++i) token_text_ += "tok ";
-    chat_token_ = "data: {\"id\":\"chatcmpl-sim\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":\"" +
-                  config_.model + "\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"" + token_text_ +
-                  "\"},\"finish_reason\":null}]}\n\n";
-    text_token_ = "data: {\"id\":\"cmpl-sim\",\"object\":\"text_completion\",\"created\":0,\"model\":\"" +
-                  config_.model + "\",\"choices\":[{\"index\":0,\"text\":\"" + token_text_ +
-                  "\",\"finish_reason\":null}]}\n\n";
+    counters_.kv_capacity.set(config_.model_params.kind == SimModelKind::kBatching
+                                  ? config_.model_params.kv_capacity_tokens
+                                  : 0);
   }
   ~SimWorker() override;
 
@@ -91,18 +68,30 @@ class SimWorker final : public IoHandler {
     loop_.wake();
     if (thread_.joinable()) thread_.join();
   }
-  void on_io(uint32_t) override;  // accept
+  void on_io(uint32_t) override;                // accept
+  void on_timer(uint64_t token) override;       // the model's next deadline
+  void on_emit(const SimEmission& e) override;  // route to the exchange
 
-  EventLoop& loop() { return loop_; }
-  const SimServerConfig& config() const { return config_; }
-  std::mt19937_64& rng() { return rng_; }
-  const std::string& chat_token() const { return chat_token_; }
-  const std::string& text_token() const { return text_token_; }
-  void release(SimConn* c);
+  // SimExchangeHost
+  const SimServerConfig& config() const override { return config_; }
+  SimModel& model() override { return *model_; }
+  EventLoop& loop() override { return loop_; }
+  std::mt19937_64& rng() override { return rng_; }
+  SimCounters& counters() override { return counters_; }
+  void model_changed() override;
+  std::string metrics_text() const override { return owner_->metrics_text(); }
+  const std::string& model_json() const override { return model_json_; }
+  const std::string& token_event(bool chat, int32_t tokens) override;
+  void release(SimExchange* e) override { free_exchanges_.push_back(e); }
+  // SimExchangePool
+  SimExchange* acquire() override;
 
-  Counter accepted, requests, running, tokens;
-  Counter f500, f429, f503, freset, ftruncate, fmalformed, fstall, fslow;
-  const SimServer* owner = nullptr;
+  const SimCounters& counters() const { return counters_; }
+  void release(SimConn* c) { free_conns_.push_back(c); }
+  // While the model emits, HTTP/2 connections collect their frames and send them once at the end
+  // (one write per connection per wake-up instead of one per event).
+  bool in_advance() const { return in_advance_; }
+  void defer_flush(SimConn* c) { deferred_.push_back(c); }
 
  private:
   void run() {
@@ -110,30 +99,44 @@ class SimWorker final : public IoHandler {
   }
 
   const SimServerConfig& config_;
+  const SimServer* owner_;
   int listen_fd_;
   EventLoop loop_;
+  std::unique_ptr<SimModel> model_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::mt19937_64 rng_;
-  std::string token_text_, chat_token_, text_token_;
-  std::vector<std::unique_ptr<SimConn>> pool_;  // never freed while running (timers may point here)
-  std::vector<SimConn*> free_;
+  std::string model_json_;
+  SimCounters counters_;
+  bool in_advance_ = false;
+  std::vector<SimConn*> deferred_;  ///< connections with output to send after the model's advance
+  int64_t armed_ns_ = 0;       ///< deadline of the newest model timer still pending; 0: none
+  uint64_t armed_token_ = 0;
+  SimModelStats published_;    ///< the model's counters as last published
+  std::vector<std::string> chat_events_, text_events_;  ///< by token count
+  // Pools: never freed while the worker runs (timers and model cookies may name their members).
+  std::vector<std::unique_ptr<SimExchange>> exchanges_;
+  std::vector<SimExchange*> free_exchanges_;
+  std::vector<std::unique_ptr<SimConn>> conns_;
+  std::vector<SimConn*> free_conns_;
 };
 
-// One accepted connection: reads requests, writes responses, paces stream events with timers.
-class SimConn final : public IoHandler, public TimerTarget {
+// One accepted connection: HTTP/1.1 (one exchange at a time, pipelined requests in order), or
+// HTTP/2 when it opens with the client preface.
+class SimConn final : public IoHandler, public SimResponder, public SimHttp2Transport {
  public:
   explicit SimConn(SimWorker& w) : w_(w) {}
-  ~SimConn() override { close_fd(false); }
+  ~SimConn() override { close_fd(); }
 
   void open(int fd) {
     fd_ = fd;
     in_.clear();
     out_.clear();
     out_off_ = 0;
-    streaming_ = false;
+    exchange_ = nullptr;
     close_after_ = false;
-    ++gen_;
+    decided_ = false;
+    h2_.reset();
     int one = 1;
     setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     want_out_ = false;
@@ -149,9 +152,65 @@ class SimConn final : public IoHandler, public TimerTarget {
     if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) read_ready();
   }
 
-  void on_timer(uint64_t token) override {
-    if (token != gen_ || fd_ < 0) return;
-    step();
+  // --- SimResponder (HTTP/1.1) ---
+  void respond_head(int status, const char* reason, const char* content_type, int64_t content_length) override {
+    chunked_ = content_length < 0;
+    char head[320];
+    int n = chunked_ ? std::snprintf(head, sizeof head,
+                                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nCache-Control: no-cache\r\n"
+                                     "Transfer-Encoding: chunked\r\n%s\r\n",
+                                     status, reason, content_type, close_after_ ? "Connection: close\r\n" : "")
+                     : std::snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %lld\r\n%s\r\n",
+                                     status, reason, content_type, static_cast<long long>(content_length),
+                                     close_after_ ? "Connection: close\r\n" : "");
+    out_.append(head, static_cast<size_t>(n));
+    if (chunked_) flush();  // a streaming response's headers go out at once
+  }
+  void respond_body(std::string_view bytes) override {
+    if (chunked_) {
+      append_chunk(out_, bytes);
+    } else {
+      out_.append(bytes);
+    }
+    flush();
+  }
+  void respond_end() override {
+    exchange_ = nullptr;
+    if (chunked_) out_.append("0\r\n\r\n");
+    flush();
+    if (fd_ >= 0) after_response();
+  }
+  void respond_reset() override {
+    exchange_ = nullptr;
+    flush();
+    if (fd_ < 0) return;
+    linger lg{1, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close_fd();
+  }
+  void respond_truncate() override {
+    exchange_ = nullptr;
+    flush();
+    close_fd();
+  }
+
+  // --- SimHttp2Transport ---
+  void h2_write(std::string_view bytes) override {
+    if (fd_ < 0) return;
+    out_.append(bytes);
+    if (!w_.in_advance()) return flush();
+    if (!flush_deferred_) {
+      flush_deferred_ = true;
+      w_.defer_flush(this);
+    }
+  }
+  void deferred_flush() {
+    flush_deferred_ = false;
+    flush();
+  }
+  void h2_close() override {
+    flush();
+    close_fd();
   }
 
  private:
@@ -160,254 +219,108 @@ class SimConn final : public IoHandler, public TimerTarget {
     for (;;) {
       ssize_t n = ::read(fd_, buf, sizeof buf);
       if (n > 0) {
-        in_.append(buf, static_cast<size_t>(n));
-        if (in_.size() > kMaxRequestBytes) {
-          close_fd(false);
-          return;
+        if (h2_) {
+          if (!h2_->feed(buf, static_cast<size_t>(n))) return close_fd();
+          if (fd_ < 0) return;
+          continue;
         }
+        in_.append(buf, static_cast<size_t>(n));
+        if (in_.size() > kMaxRequestBytes) return close_fd();
+        if (!decided_ && !decide_protocol()) return;
         continue;
       }
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
       if (n < 0 && errno == EINTR) continue;
-      close_fd(false);  // peer closed or reset
-      return;
+      return close_fd();  // peer closed or reset
     }
-    if (!streaming_) try_request();
+    if (!h2_ && decided_ && !exchange_) try_request();
+  }
+
+  // HTTP/2 when the connection opens with the client preface (h2c with prior knowledge), else
+  // HTTP/1.1. Returns false when the connection was closed.
+  bool decide_protocol() {
+    size_t n = std::min(in_.size(), kHttp2Preface.size());
+    if (std::string_view(in_.data(), n) != kHttp2Preface.substr(0, n)) {
+      decided_ = true;  // HTTP/1.1
+      return true;
+    }
+    if (in_.size() < kHttp2Preface.size()) return true;  // wait for the rest of the preface
+    decided_ = true;
+    try {
+      h2_ = std::make_unique<SimHttp2Session>(w_, *this);
+    } catch (const std::exception&) {
+      close_fd();
+      return false;
+    }
+    std::string bytes;
+    bytes.swap(in_);
+    if (!h2_->feed(bytes.data(), bytes.size())) {
+      close_fd();
+      return false;
+    }
+    return fd_ >= 0;
   }
 
   void try_request() {
-    size_t end = in_.find("\r\n\r\n");
-    if (end == std::string::npos) return;
-    std::string_view head(in_.data(), end);
-    size_t body_len = 0;
-    bool conn_close = false;
-    // Header scan: Content-Length and Connection: close (case-insensitive names).
-    size_t line = head.find("\r\n");
-    while (line != std::string_view::npos && line < head.size()) {
-      size_t next = head.find("\r\n", line + 2);
-      std::string_view h = head.substr(line + 2, (next == std::string_view::npos ? head.size() : next) - line - 2);
-      size_t colon = h.find(':');
-      if (colon != std::string_view::npos) {
-        std::string name(h.substr(0, colon));
-        for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-        std::string_view value = h.substr(colon + 1);
-        while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-        if (name == "content-length") body_len = std::strtoull(std::string(value).c_str(), nullptr, 10);
-        if (name == "connection" && (value == "close" || value == "Close")) conn_close = true;
+    while (fd_ >= 0 && !exchange_) {
+      size_t end = in_.find("\r\n\r\n");
+      if (end == std::string::npos) return;
+      std::string_view head(in_.data(), end);
+      size_t body_len = 0;
+      bool conn_close = false, chunked = false;
+      // Header scan: Content-Length, Transfer-Encoding and Connection: close (case-insensitive names).
+      size_t line = head.find("\r\n");
+      while (line != std::string_view::npos && line < head.size()) {
+        size_t next = head.find("\r\n", line + 2);
+        std::string_view h = head.substr(line + 2, (next == std::string_view::npos ? head.size() : next) - line - 2);
+        size_t colon = h.find(':');
+        if (colon != std::string_view::npos) {
+          std::string name(h.substr(0, colon));
+          for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+          std::string_view value = h.substr(colon + 1);
+          while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+          if (name == "content-length") body_len = std::strtoull(std::string(value).c_str(), nullptr, 10);
+          if (name == "connection" && (value == "close" || value == "Close")) conn_close = true;
+          if (name == "transfer-encoding") chunked = true;
+        }
+        line = next;
       }
-      line = next;
-    }
-    if (in_.size() < end + 4 + body_len) return;  // body not complete yet
-    received_ns_ = now_ns();
-    std::string_view request_line = head.substr(0, head.find("\r\n"));
-    std::string_view body(in_.data() + end + 4, body_len);
-    close_after_ = conn_close;
-    std::string method(request_line.substr(0, request_line.find(' ')));
-    size_t ps = request_line.find(' ');
-    std::string path(ps == std::string_view::npos ? "" : request_line.substr(ps + 1, request_line.find(' ', ps + 1) - ps - 1));
-    size_t q = path.find('?');
-    if (q != std::string::npos) path.resize(q);
-    handle(method, path, body);
-    in_.erase(0, end + 4 + body_len);
-  }
-
-  void respond_simple(int status, const char* reason, const std::string& content_type, const std::string& body) {
-    char head[256];
-    int n = std::snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s\r\n",
-                          status, reason, content_type.c_str(), body.size(), close_after_ ? "Connection: close\r\n" : "");
-    out_.append(head, static_cast<size_t>(n));
-    out_.append(body);
-    flush();
-    if (close_after_ && fd_ >= 0 && out_.empty()) close_fd(false);
-  }
-
-  void handle(const std::string& method, const std::string& path, std::string_view body) {
-    const SimServerConfig& cfg = w_.config();
-    if (method == "GET" && path == "/health") return respond_simple(200, "OK", "application/json", "{\"status\":\"ok\"}");
-    if (method == "GET" && path == "/v1/models")
-      return respond_simple(200, "OK", "application/json",
-                            "{\"object\":\"list\",\"data\":[{\"id\":\"" + cfg.model +
-                                "\",\"object\":\"model\",\"owned_by\":\"agentperf-native\"}]}");
-    if (method == "GET" && path == "/metrics") return respond_simple(200, "OK", "text/plain; version=0.0.4", metrics_text());
-    bool chat = path == "/v1/chat/completions";
-    if (method != "POST" || !(chat || path == "/v1/completions"))
-      return respond_simple(404, "Not Found", "application/json", "{\"error\":{\"message\":\"not found\",\"code\":404}}");
-
-    w_.requests.add();
-    chat_ = chat;
-    int64_t max_tokens = find_int(body, "max_tokens");
-    tokens_ = static_cast<int32_t>(max_tokens > 0 ? max_tokens : cfg.output_tokens);
-    include_usage_ = find_bool(body, "include_usage", true);
-    bool stream = !find_bool(body, "stream", false);
-    prompt_tokens_ = static_cast<int64_t>(body.size() / 4);
-    fault_ = draw_fault();
-    switch (fault_) {
-      case Fault::k500: w_.f500.add(); return respond_error(500, "Internal Server Error");
-      case Fault::k429: w_.f429.add(); return respond_error(429, "Too Many Requests");
-      case Fault::k503: w_.f503.add(); return respond_error(503, "Service Unavailable");
-      default: break;
-    }
-    if (!stream) return respond_whole();
-    streaming_ = true;
-    w_.running.add(1);
-    sent_tokens_ = 0;
-    next_event_ = 0;
-    n_events_ = (tokens_ + cfg.tokens_per_chunk - 1) / cfg.tokens_per_chunk;
-    headers_sent_ = false;
-    int64_t headers_at = received_ns_;
-    if (fault_ == Fault::kStall) {
-      w_.fstall.add();
-      if (cfg.stall_ns <= 0) return;  // never answers
-      headers_at += cfg.stall_ns;
-      received_ns_ += cfg.stall_ns;
-    } else if (fault_ == Fault::kSlowHeaders) {
-      w_.fslow.add();
-      headers_at += cfg.slow_headers_ns;
-    } else if (fault_ == Fault::kReset) {
-      w_.freset.add();
-    } else if (fault_ == Fault::kTruncate) {
-      w_.ftruncate.add();
-    } else if (fault_ == Fault::kMalformed) {
-      w_.fmalformed.add();
-    }
-    headers_at_ = headers_at;
-    if (headers_at <= received_ns_) {
-      send_headers();
-    }
-    schedule_next();
-  }
-
-  Fault draw_fault() {
-    const SimServerConfig& c = w_.config();
-    double p[] = {c.fault_http_500, c.fault_http_429, c.fault_http_503, c.fault_reset,
-                  c.fault_truncate, c.fault_malformed, c.fault_stall, c.fault_slow_headers};
-    double sum = 0;
-    for (double x : p) sum += x;
-    if (sum <= 0) return Fault::kNone;
-    double u = std::uniform_real_distribution<double>(0, 1)(w_.rng());
-    for (int i = 0; i < 8; ++i) {
-      if (u < p[i]) return static_cast<Fault>(i + 1);
-      u -= p[i];
-    }
-    return Fault::kNone;
-  }
-
-  void respond_error(int status, const char* reason) {
-    char body[160];
-    std::snprintf(body, sizeof body, "{\"error\":{\"message\":\"injected fault: %s\",\"type\":\"server_error\",\"code\":%d}}",
-                  reason, status);
-    respond_simple(status, reason, "application/json", body);
-  }
-
-  void respond_whole() {
-    std::string content;
-    for (int32_t i = 0; i < tokens_; ++i) content += "tok ";
-    char usage[200];
-    std::snprintf(usage, sizeof usage,
-                  "\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%d,\"total_tokens\":%lld,"
-                  "\"prompt_tokens_details\":{\"cached_tokens\":0}}",
-                  static_cast<long long>(prompt_tokens_), tokens_, static_cast<long long>(prompt_tokens_ + tokens_));
-    std::string body = chat_ ? "{\"id\":\"chatcmpl-sim\",\"object\":\"chat.completion\",\"model\":\"" + w_.config().model +
-                                   "\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"" +
-                                   content + "\"},\"finish_reason\":\"length\"}]," + usage + "}"
-                             : "{\"id\":\"cmpl-sim\",\"object\":\"text_completion\",\"model\":\"" + w_.config().model +
-                                   "\",\"choices\":[{\"index\":0,\"text\":\"" + content +
-                                   "\",\"finish_reason\":\"length\"}]," + usage + "}";
-    w_.tokens.add(tokens_);
-    // Non-streaming: the whole answer after the time the stream would have taken.
-    respond_simple(200, "OK", "application/json", body);
-  }
-
-  void send_headers() {
-    headers_sent_ = true;
-    out_.append("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n");
-    if (close_after_) out_.append("Connection: close\r\n");
-    out_.append("\r\n");
-    // The role-only first chunk that vLLM and OpenAI send: not output.
-    if (chat_) {
-      append_chunk(out_, "data: {\"id\":\"chatcmpl-sim\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":\"" +
-                             w_.config().model + "\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n");
-    }
-    flush();
-  }
-
-  int64_t event_time(int32_t i) const { return received_ns_ + w_.config().ttft_ns + i * w_.config().itl_ns; }
-
-  void schedule_next() {
-    int64_t at = headers_sent_ ? event_time(next_event_) : headers_at_;
-    w_.loop().schedule(at, this, gen_);
-  }
-
-  // Timer: send what is due (headers, then every event whose time has come).
-  void step() {
-    if (!streaming_) return;
-    if (!headers_sent_) {
-      send_headers();
-      if (fd_ < 0) return;
-    }
-    int64_t now = now_ns();
-    const SimServerConfig& cfg = w_.config();
-    int32_t half = n_events_ / 2;
-    while (next_event_ < n_events_ && event_time(next_event_) <= now) {
-      if (next_event_ == half && fault_ == Fault::kReset) return reset();
-      if (next_event_ == half && fault_ == Fault::kTruncate) {
-        flush();
-        close_fd(false);
-        return;
+      if (chunked) {  // not supported: answer and close
+        close_after_ = true;
+        in_.clear();
+        static constexpr std::string_view kBody = "{\"error\":{\"message\":\"send the body with Content-Length\"}}";
+        respond_head(411, "Length Required", "application/json", static_cast<int64_t>(kBody.size()));
+        respond_body(kBody);
+        return respond_end();
       }
-      if (next_event_ == half && fault_ == Fault::kMalformed) append_chunk(out_, "data: <html>upstream sent garbage</html>\n\n");
-      int32_t k = std::min(cfg.tokens_per_chunk, tokens_ - sent_tokens_);
-      append_chunk(out_, chat_ ? w_.chat_token() : w_.text_token());
-      sent_tokens_ += k;
-      w_.tokens.add(k);
-      ++next_event_;
-    }
-    if (next_event_ >= n_events_) {
-      finish_stream();
-    } else {
-      flush();
-      if (fd_ >= 0) schedule_next();
-    }
-  }
-
-  void finish_stream() {
-    char buf[512];
-    const char* obj = chat_ ? "chat.completion.chunk" : "text_completion";
-    int n = chat_ ? std::snprintf(buf, sizeof buf,
-                                  "data: {\"id\":\"chatcmpl-sim\",\"object\":\"%s\",\"created\":0,\"model\":\"%s\","
-                                  "\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"length\"}]}\n\n",
-                                  obj, w_.config().model.c_str())
-                  : std::snprintf(buf, sizeof buf,
-                                  "data: {\"id\":\"cmpl-sim\",\"object\":\"%s\",\"created\":0,\"model\":\"%s\","
-                                  "\"choices\":[{\"index\":0,\"text\":\"\",\"finish_reason\":\"length\"}]}\n\n",
-                                  obj, w_.config().model.c_str());
-    append_chunk(out_, std::string_view(buf, static_cast<size_t>(n)));
-    if (include_usage_) {
-      n = std::snprintf(buf, sizeof buf,
-                        "data: {\"id\":\"chatcmpl-sim\",\"object\":\"%s\",\"created\":0,\"model\":\"%s\",\"choices\":[],"
-                        "\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%d,\"total_tokens\":%lld,"
-                        "\"prompt_tokens_details\":{\"cached_tokens\":0}}}\n\n",
-                        obj, w_.config().model.c_str(), static_cast<long long>(prompt_tokens_), sent_tokens_,
-                        static_cast<long long>(prompt_tokens_ + sent_tokens_));
-      append_chunk(out_, std::string_view(buf, static_cast<size_t>(n)));
-    }
-    append_chunk(out_, "data: [DONE]\n\n");
-    out_.append("0\r\n\r\n");
-    streaming_ = false;
-    w_.running.add(-1);
-    flush();
-    if (fd_ < 0) return;
-    if (close_after_) {
-      if (out_.empty()) close_fd(false);
+      if (in_.size() < end + 4 + body_len) return;  // body not complete yet
+      int64_t received = now_ns();
+      close_after_ = conn_close;
+      std::string_view request_line = head.substr(0, head.find("\r\n"));
+      size_t sp1 = request_line.find(' ');
+      std::string method(request_line.substr(0, sp1));
+      std::string path;
+      if (sp1 != std::string_view::npos) {
+        size_t sp2 = request_line.find(' ', sp1 + 1);
+        path = std::string(request_line.substr(sp1 + 1, sp2 == std::string_view::npos ? std::string_view::npos : sp2 - sp1 - 1));
+      }
+      size_t q = path.find('?');
+      if (q != std::string::npos) path.resize(q);
+      std::string body = in_.substr(end + 4, body_len);
+      in_.erase(0, end + 4 + body_len);
+      exchange_ = w_.acquire();
+      exchange_->start(this, method, path, body, received);  // may answer (and recurse) at once
       return;
     }
-    if (!in_.empty()) try_request();  // a request that arrived while streaming (not expected)
   }
 
-  void reset() {
-    linger lg{1, 0};
-    setsockopt(fd_, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    close_fd(false);
+  // A response is complete: close (Connection: close) or serve the next pipelined request.
+  void after_response() {
+    if (close_after_) {
+      if (out_off_ >= out_.size()) close_fd();
+      return;
+    }
+    if (!in_.empty() && !exchange_) try_request();
   }
 
   void flush() {
@@ -422,13 +335,13 @@ class SimConn final : public IoHandler, public TimerTarget {
         return;
       }
       if (n < 0 && errno == EINTR) continue;
-      close_fd(false);
+      close_fd();
       return;
     }
     out_.clear();
     out_off_ = 0;
     set_want_out(false);
-    if (close_after_ && !streaming_ && fd_ >= 0) close_fd(false);
+    if (close_after_ && !exchange_ && !h2_ && fd_ >= 0) close_fd();
   }
 
   void set_want_out(bool want) {
@@ -437,41 +350,37 @@ class SimConn final : public IoHandler, public TimerTarget {
     w_.loop().modify(fd_, EPOLLIN | (want ? uint32_t{EPOLLOUT} : 0u), this);
   }
 
-  std::string metrics_text() const;
-
-  void close_fd(bool) {
+  void close_fd() {
     if (fd_ < 0) return;
     w_.loop().remove(fd_);
     ::close(fd_);
     fd_ = -1;
-    ++gen_;
-    if (streaming_) {
-      streaming_ = false;
-      w_.running.add(-1);
+    if (exchange_) {
+      SimExchange* e = exchange_;
+      exchange_ = nullptr;
+      e->abort();
     }
+    if (h2_) h2_->abort_all();  // the session itself goes when the connection is reused
     w_.release(this);
   }
 
   SimWorker& w_;
   int fd_ = -1;
-  uint64_t gen_ = 0;
   std::string in_, out_;
   size_t out_off_ = 0;
   bool want_out_ = false;
-  bool streaming_ = false;
   bool close_after_ = false;
-  bool chat_ = true;
-  bool include_usage_ = false;
-  bool headers_sent_ = false;
-  Fault fault_ = Fault::kNone;
-  int32_t tokens_ = 0, sent_tokens_ = 0, next_event_ = 0, n_events_ = 0;
-  int64_t prompt_tokens_ = 0;
-  int64_t received_ns_ = 0, headers_at_ = 0;
+  bool chunked_ = false;               ///< the response in progress is chunked (HTTP/1.1)
+  bool decided_ = false;               ///< HTTP/1.1 or HTTP/2 is known
+  bool flush_deferred_ = false;        ///< queued in the worker's deferred_ list
+  SimExchange* exchange_ = nullptr;    ///< HTTP/1.1: the request being answered
+  std::unique_ptr<SimHttp2Session> h2_;
 };
 
 SimWorker::~SimWorker() {
   stop();
-  pool_.clear();  // closes the connections while free_ still exists
+  conns_.clear();  // closes the connections (aborting their exchanges) while the pools still exist
+  exchanges_.clear();
   loop_.remove(listen_fd_);
   ::close(listen_fd_);
 }
@@ -480,54 +389,93 @@ void SimWorker::on_io(uint32_t) {
   for (;;) {
     int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
-    accepted.add();
+    counters_.accepted.add();
     SimConn* c;
-    if (free_.empty()) {
-      pool_.push_back(std::make_unique<SimConn>(*this));
-      c = pool_.back().get();
+    if (free_conns_.empty()) {
+      conns_.push_back(std::make_unique<SimConn>(*this));
+      c = conns_.back().get();
     } else {
-      c = free_.back();
-      free_.pop_back();
+      c = free_conns_.back();
+      free_conns_.pop_back();
     }
     c->open(fd);
   }
 }
 
-void SimWorker::release(SimConn* c) { free_.push_back(c); }
-
-std::string SimConn::metrics_text() const {
-  SimServerMetrics m = w_.owner->metrics();
-  std::string s;
-  char line[160];
-  auto put = [&](const char* name, const char* type, uint64_t v, const char* labels = "") {
-    std::snprintf(line, sizeof line, "# TYPE %s %s\n%s%s %llu\n", name, type, name, labels, static_cast<unsigned long long>(v));
-    s += line;
-  };
-  put("agentperf_sim_connections_accepted_total", "counter", m.connections_accepted);
-  put("agentperf_sim_requests_total", "counter", m.requests_total);
-  put("agentperf_sim_requests_running", "gauge", m.requests_running);
-  put("agentperf_sim_requests_waiting", "gauge", 0);
-  put("agentperf_sim_generation_tokens_total", "counter", m.tokens_generated);
-  s += "# TYPE agentperf_sim_faults_injected_total counter\n";
-  const std::pair<const char*, uint64_t> faults[] = {
-      {"http_500", m.faults_http_500}, {"http_429", m.faults_http_429}, {"http_503", m.faults_http_503},
-      {"reset", m.faults_reset}, {"truncate", m.faults_truncate}, {"malformed", m.faults_malformed},
-      {"stall", m.faults_stall}, {"slow_headers", m.faults_slow_headers}};
-  for (auto& [k, v] : faults) {
-    std::snprintf(line, sizeof line, "agentperf_sim_faults_injected_total{kind=\"%s\"} %llu\n", k,
-                  static_cast<unsigned long long>(v));
-    s += line;
+SimExchange* SimWorker::acquire() {
+  if (!free_exchanges_.empty()) {
+    SimExchange* e = free_exchanges_.back();
+    free_exchanges_.pop_back();
+    return e;
   }
-  return s;
+  exchanges_.push_back(std::make_unique<SimExchange>(*this, static_cast<uint32_t>(exchanges_.size())));
+  return exchanges_.back().get();
+}
+
+const std::string& SimWorker::token_event(bool chat, int32_t tokens) {
+  auto& cache = chat ? chat_events_ : text_events_;
+  while (static_cast<int32_t>(cache.size()) <= tokens) {
+    std::string text;
+    for (size_t i = 0; i < cache.size(); ++i) text += "tok ";
+    cache.push_back(chat ? "data: {\"id\":\"chatcmpl-sim\",\"object\":\"chat.completion.chunk\",\"created\":0,\"model\":\"" +
+                               model_json_ + "\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"" + text +
+                               "\"},\"finish_reason\":null}]}\n\n"
+                         : "data: {\"id\":\"cmpl-sim\",\"object\":\"text_completion\",\"created\":0,\"model\":\"" +
+                               model_json_ + "\",\"choices\":[{\"index\":0,\"text\":\"" + text +
+                               "\",\"finish_reason\":null}]}\n\n");
+  }
+  return cache[static_cast<size_t>(tokens)];
+}
+
+void SimWorker::on_timer(uint64_t token) {
+  if (token == armed_token_) armed_ns_ = 0;
+  // The null model's streams are independent: deliver what falls within the slack together. A
+  // batching step is never ended early (an arrival just before its end must still join it).
+  bool null = config_.model_params.kind == SimModelKind::kNull;
+  in_advance_ = true;
+  model_->advance(now_ns() + (null ? kCoalesceNs : 0), *this);
+  in_advance_ = false;
+  for (size_t i = 0; i < deferred_.size(); ++i) deferred_[i]->deferred_flush();  // may not grow it
+  deferred_.clear();
+  model_changed();
+}
+
+void SimWorker::on_emit(const SimEmission& e) {
+  uint32_t slot = static_cast<uint32_t>(e.cookie >> 32);
+  if (slot >= exchanges_.size()) return;
+  SimExchange* ex = exchanges_[slot].get();
+  if (ex->cookie_matches(e.cookie)) ex->on_emit(e);
+}
+
+void SimWorker::model_changed() {
+  SimModelStats st = model_->stats();
+  counters_.running.set(st.running);
+  counters_.waiting.set(st.waiting + counters_.stalled);
+  counters_.kv_used.set(st.kv_used_tokens);
+  counters_.cache_blocks.set(st.cache_blocks);
+  counters_.prompt_tokens.add(st.prompt_tokens - published_.prompt_tokens);
+  counters_.cache_queries.add(st.cache_query_tokens - published_.cache_query_tokens);
+  counters_.cache_hits.add(st.cache_hit_tokens - published_.cache_hit_tokens);
+  counters_.steps.add(st.steps - published_.steps);
+  published_ = st;
+  int64_t d = model_->next_deadline_ns();
+  if (d >= 0 && (armed_ns_ == 0 || d < armed_ns_)) {
+    armed_ns_ = std::max<int64_t>(d, 1);
+    loop_.schedule(armed_ns_, this, ++armed_token_);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
 
 SimServer::SimServer(SimServerConfig config) : config_(std::move(config)) {
   if (config_.workers < 1) throw std::invalid_argument("workers must be >= 1");
-  if (config_.ttft_ns < 0 || config_.itl_ns < 0) throw std::invalid_argument("ttft and itl must be >= 0");
   if (config_.output_tokens < 1) throw std::invalid_argument("output_tokens must be >= 1");
-  if (config_.tokens_per_chunk < 1) throw std::invalid_argument("tokens_per_chunk must be >= 1");
+  if (!(config_.early_stop_probability >= 0 && config_.early_stop_probability <= 1))
+    throw std::invalid_argument("early_stop_probability must be in [0, 1]");
+  if (config_.stall_ns < 0 || config_.slow_headers_ns < 0)
+    throw std::invalid_argument("stall and slow_headers times must be >= 0");
+  std::string err = validate_sim_model_params(config_.model_params);
+  if (!err.empty()) throw std::invalid_argument(err);
 }
 
 SimServer::~SimServer() { stop(); }
@@ -543,11 +491,16 @@ void SimServer::start() {
   for (int i = 0; i < config_.workers; ++i) {
     std::string port_s = std::to_string(port);
     int rc = getaddrinfo(config_.host.c_str(), port_s.c_str(), &hints, &res);
-    if (rc != 0) throw std::runtime_error("cannot resolve '" + config_.host + "': " + gai_strerror(rc));
+    if (rc != 0) {
+      workers_.clear();
+      throw std::runtime_error("cannot resolve '" + config_.host + "': " + gai_strerror(rc));
+    }
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (fd >= 0) {
+      setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    }
     if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
       int err = errno;
       freeaddrinfo(res);
@@ -565,8 +518,7 @@ void SimServer::start() {
     }
     freeaddrinfo(res);
     res = nullptr;
-    workers_.push_back(std::make_unique<SimWorker>(config_, fd, i));
-    workers_.back()->owner = this;
+    workers_.push_back(std::make_unique<SimWorker>(config_, fd, i, this));
   }
   port_ = port;
   for (auto& w : workers_) w->start();
@@ -585,20 +537,80 @@ SimServerMetrics SimServer::metrics() const {
   if (workers_.empty()) return final_metrics_;
   SimServerMetrics m;
   for (const auto& w : workers_) {
-    m.connections_accepted += w->accepted.get();
-    m.requests_total += w->requests.get();
-    m.requests_running += w->running.get();
-    m.tokens_generated += w->tokens.get();
-    m.faults_http_500 += w->f500.get();
-    m.faults_http_429 += w->f429.get();
-    m.faults_http_503 += w->f503.get();
-    m.faults_reset += w->freset.get();
-    m.faults_truncate += w->ftruncate.get();
-    m.faults_malformed += w->fmalformed.get();
-    m.faults_stall += w->fstall.get();
-    m.faults_slow_headers += w->fslow.get();
+    const SimCounters& c = static_cast<const SimWorker&>(*w).counters();
+    m.connections_accepted += c.accepted.get();
+    m.requests_total += c.requests.get();
+    m.requests_rejected += c.rejected.get();
+    m.requests_running += c.running.get();
+    m.requests_waiting += c.waiting.get();
+    m.tokens_generated += c.tokens.get();
+    m.prompt_tokens += c.prompt_tokens.get();
+    m.cache_query_tokens += c.cache_queries.get();
+    m.cache_hit_tokens += c.cache_hits.get();
+    m.cache_blocks += c.cache_blocks.get();
+    m.kv_used_tokens += c.kv_used.get();
+    m.kv_capacity_tokens += c.kv_capacity.get();
+    m.steps += c.steps.get();
+    m.faults_http_500 += c.f500.get();
+    m.faults_http_429 += c.f429.get();
+    m.faults_http_503 += c.f503.get();
+    m.faults_reset += c.freset.get();
+    m.faults_truncate += c.ftruncate.get();
+    m.faults_malformed += c.fmalformed.get();
+    m.faults_stall += c.fstall.get();
+    m.faults_slow_headers += c.fslow.get();
   }
   return m;
+}
+
+std::string SimServer::metrics_text() const {
+  SimServerMetrics m = metrics();
+  std::string s;
+  char line[512];
+  auto put = [&](const char* name, const char* type, const char* help, double v) {
+    std::snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
+    s += line;
+  };
+  const SimModelParams& p = config_.model_params;
+  std::snprintf(line, sizeof line,
+                "# HELP agentperf_sim_info The simulator's model kind, preset and served model name.\n"
+                "# TYPE agentperf_sim_info gauge\n"
+                "agentperf_sim_info{model_kind=\"%s\",preset=\"%s\",model=\"%s\",workers=\"%d\"} 1\n",
+                p.kind == SimModelKind::kNull ? "null" : "batching", sim_json_escape(config_.preset).c_str(),
+                sim_json_escape(config_.model).c_str(), config_.workers);
+  s += line;
+  auto d = [](uint64_t v) { return static_cast<double>(v); };
+  put("agentperf_sim_connections_accepted_total", "counter", "Connections accepted.", d(m.connections_accepted));
+  put("agentperf_sim_requests_total", "counter", "Generation requests received.", d(m.requests_total));
+  put("agentperf_sim_requests_rejected_total", "counter", "Generation requests answered 400.", d(m.requests_rejected));
+  put("agentperf_sim_requests_running", "gauge", "Requests in the running batch.", d(m.requests_running));
+  put("agentperf_sim_requests_waiting", "gauge", "Requests waiting for a batch slot (or stalled).", d(m.requests_waiting));
+  put("agentperf_sim_generation_tokens_total", "counter", "Output tokens sent.", d(m.tokens_generated));
+  put("agentperf_sim_prompt_tokens_total", "counter", "Prompt tokens of admitted requests.", d(m.prompt_tokens));
+  put("agentperf_sim_prefix_cache_queries_total", "counter", "Prompt tokens looked up in the prefix cache.",
+      d(m.cache_query_tokens));
+  put("agentperf_sim_prefix_cache_hits_total", "counter", "Prompt tokens served from the prefix cache.",
+      d(m.cache_hit_tokens));
+  put("agentperf_sim_prefix_cache_hit_rate", "gauge", "Prefix-cache hits / queries (tokens) since start.",
+      m.cache_query_tokens ? d(m.cache_hit_tokens) / d(m.cache_query_tokens) : 0.0);
+  put("agentperf_sim_prefix_cache_blocks", "gauge", "Blocks held by the prefix cache.", d(m.cache_blocks));
+  put("agentperf_sim_kv_cache_usage_tokens", "gauge", "KV tokens held by running requests.", d(m.kv_used_tokens));
+  put("agentperf_sim_kv_cache_capacity_tokens", "gauge", "KV capacity in tokens (0: unlimited).", d(m.kv_capacity_tokens));
+  put("agentperf_sim_kv_cache_usage_ratio", "gauge", "KV usage / capacity (0 when unlimited).",
+      m.kv_capacity_tokens ? d(m.kv_used_tokens) / d(m.kv_capacity_tokens) : 0.0);
+  put("agentperf_sim_steps_total", "counter", "Batching steps run.", d(m.steps));
+  s += "# HELP agentperf_sim_faults_injected_total Faults injected, by kind.\n"
+       "# TYPE agentperf_sim_faults_injected_total counter\n";
+  const std::pair<const char*, uint64_t> faults[] = {
+      {"http_500", m.faults_http_500}, {"http_429", m.faults_http_429}, {"http_503", m.faults_http_503},
+      {"reset", m.faults_reset},       {"truncate", m.faults_truncate}, {"malformed", m.faults_malformed},
+      {"stall", m.faults_stall},       {"slow_headers", m.faults_slow_headers}};
+  for (auto& [k, v] : faults) {
+    std::snprintf(line, sizeof line, "agentperf_sim_faults_injected_total{kind=\"%s\"} %llu\n", k,
+                  static_cast<unsigned long long>(v));
+    s += line;
+  }
+  return s;
 }
 
 }  // namespace agentperf

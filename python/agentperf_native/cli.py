@@ -72,8 +72,29 @@ def main() -> None:
 @click.option("--model", default=None, help="Model name. Default: the first model the server lists.")
 @click.option("--trajectories", type=click.Path(dir_okay=False), default=None,
               help="Conversations (JSONL). Default: the bundled set.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True, help="Concurrent agents.")
-@click.option("--duration", type=DURATION, default="60s", show_default=True, help="Measured time, e.g. 30s, 10m.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="Run one phase at this many agents. Without it: search the capacity of every tier.")
+@click.option("--duration", type=DURATION, default="60s", show_default=True,
+              help="With --concurrency: measured time, e.g. 30s, 10m.")
+@click.option("--tier", "tier_specs", multiple=True, metavar="SPEED:TTFT",
+              help="SLO tier: minimum P25 output speed (tok/s) and maximum P95 TTFT (s), e.g. 60:5 (repeatable).")
+@click.option("--tiers", "tier_preset", type=click.Choice(["dsv4-pro", "gpt-oss-120b"]), default=None,
+              help="A published tier preset (default when no --tier: dsv4-pro).")
+@click.option("--profile", type=click.Choice(["quick", "aa"]), default="quick", show_default=True,
+              help="Window rules: quick (10 s warm-up, 30 s window) or aa (30 s, 10 min, >= 30 trajectories, >= 3 per agent).")
+@click.option("--warmup", type=DURATION, default=None, help="Time every agent must be active before the window opens.")
+@click.option("--window", type=DURATION, default=None, help="Minimum steady window per probe.")
+@click.option("--min-trajectories", type=click.IntRange(min=0), default=None,
+              help="Trajectories that must complete inside a window.")
+@click.option("--min-trajectories-per-agent", type=click.IntRange(min=0), default=None)
+@click.option("--start-concurrency", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--max-concurrency", type=click.IntRange(min=1), default=1024, show_default=True)
+@click.option("--resolution", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Stop bisecting when the gap is at most max(1, RESOLUTION x the passing concurrency).")
+@click.option("--tokenizer", default="cl100k_base", show_default=True,
+              help="Token-only traces: cl100k_base, o200k_base, o200k_harmony or a tokenizer.json path.")
+@click.option("--token-prompts", type=click.Choice(["token_ids", "text"]), default="token_ids", show_default=True,
+              help="Token-only traces: token ids on /v1/completions, or text on /v1/chat/completions.")
 @click.option("--ramp", type=DURATION, default="0s", show_default=True,
               help="Agents arrive evenly over this time instead of all at once (inside the duration).")
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True, help="Results directory.")
@@ -102,20 +123,37 @@ def main() -> None:
 @click.option("--tool-delay-cap", type=DURATION, default=None, help="Upper bound on any tool delay.")
 @click.option("--sim-ttft", type=DURATION, default="200ms", show_default=True, help="Built-in server: time to first token.")
 @click.option("--sim-itl", type=DURATION, default="10ms", show_default=True, help="Built-in server: gap between tokens.")
-def run(url, model, trajectories, concurrency, duration, ramp, out, workers, api_key_env, protocol, ca_file, insecure,
+@click.option("--sim-preset", type=click.Choice(["null", "h200-class", "gb300-class"]), default=None,
+              help="Built-in server preset. Default: h200-class (illustrative), or null when --sim-ttft or "
+                   "--sim-itl is given.")
+def run(url, model, trajectories, concurrency, duration, tier_specs, tier_preset, profile, warmup, window,
+        min_trajectories, min_trajectories_per_agent, start_concurrency, max_concurrency, resolution, tokenizer,
+        token_prompts, ramp, out, workers, api_key_env, protocol, ca_file, insecure,
         streams_per_connection, request_timeout, seed,
         start_turn, no_cache_isolation, share_system_prompt, history, output_length, tool_delay, tool_delay_cap,
-        sim_ttft, sim_itl) -> None:
+        sim_ttft, sim_itl, sim_preset) -> None:
     """Run agents at a fixed concurrency for a duration and write a results directory."""
     from .runner import RunConfig, RunError, execute
     from .workload import WorkloadError
+
+    given = click.get_current_context().get_parameter_source
+    if sim_preset is None and any(given(n) is not click.core.ParameterSource.DEFAULT for n in ("sim_ttft", "sim_itl")):
+        sim_preset = "null"
 
     cfg = RunConfig(url=url, model=model, trajectories=trajectories, concurrency=concurrency, duration_s=duration,
                     ramp_s=ramp, out=out, workers=workers, api_key_env=api_key_env, protocol=protocol,
                     ca_file=ca_file, insecure=insecure, streams_per_connection=streams_per_connection, request_timeout_s=request_timeout,
                     seed=seed, random_start_turn=start_turn == "random", cache_isolation=not no_cache_isolation,
                     share_system_prompt=share_system_prompt, history=history, output_length=output_length,
-                    tool_delay=tool_delay, tool_delay_cap_s=tool_delay_cap, sim_ttft_s=sim_ttft, sim_itl_s=sim_itl)
+                    tool_delay=tool_delay, tool_delay_cap_s=tool_delay_cap, sim_ttft_s=sim_ttft, sim_itl_s=sim_itl,
+                    sim_preset=sim_preset)
+    cfg.tiers, cfg.tier_preset, cfg.profile = tuple(tier_specs), tier_preset, profile
+    cfg.warmup_s, cfg.window_s = warmup, window
+    cfg.min_trajectories, cfg.min_trajectories_per_agent = min_trajectories, min_trajectories_per_agent
+    cfg.start_concurrency, cfg.max_concurrency, cfg.resolution = start_concurrency, max_concurrency, resolution
+    cfg.tokenizer, cfg.token_prompts = tokenizer, token_prompts
+    if concurrency is None:
+        return _run_search(cfg)
     progress = ProgressLine(duration)
     try:
         path, s = execute(cfg, sys.argv, progress=progress)
@@ -137,15 +175,98 @@ def run(url, model, trajectories, concurrency, duration, ramp, out, workers, api
         sys.exit(130)
 
 
+class SearchDisplay:
+    """The live line of a capacity search: probe, stage, agents, interim SLO figures, verdicts so far."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+        self.verdicts: list[str] = []
+
+    def __call__(self, probe, stage: str, elapsed_s: float, snap: Snapshot) -> None:
+        import time as _time
+
+        now = _time.monotonic()
+        if now - self.last < (0.5 if self.tty else 10.0):
+            return
+        self.last = now
+        ttft, speed = snap.ttft_ns, snap.output_speed_mtps
+        line = (f"[probe {probe.index} {probe.phase} c={probe.concurrency}] {stage} {elapsed_s:5.1f}s "
+                f"agents {snap.agents_engaged}/{probe.concurrency} in-flight {snap.requests_in_flight} "
+                f"P25 {speed.percentile(25) / 1000 if speed.count else 0:.1f} tok/s "
+                f"P95 TTFT {_fmt_ms(ttft.percentile(95) if ttft.count else None)}"
+                + (f" | {' '.join(self.verdicts[-4:])}" if self.verdicts else ""))
+        sys.stderr.write(("\r\x1b[2K" + line) if self.tty else line + "\n")
+        sys.stderr.flush()
+
+    def probe_done(self, probe) -> None:
+        marks = " ".join(f"{name}:{'pass' if ok else 'FAIL'}" for name, ok in probe.tier_pass.items())
+        state = "" if probe.steady else f" (not steady: {probe.not_steady_reason})"
+        sys.stderr.write(("\r\x1b[2K" if self.tty else "") +
+                         f"probe {probe.index} {probe.phase} c={probe.concurrency}: P25 "
+                         f"{_fmt_num(probe.slo_output_speed_p25_tps)} tok/s, P95 TTFT "
+                         f"{_fmt_num(probe.slo_ttft_p95_s)} s, {probe.requests} requests, "
+                         f"{probe.requests_failed} failed -> {marks}{state}\n")
+        self.verdicts.append(f"c={probe.concurrency}:{sum(probe.tier_pass.values())}/{len(probe.tier_pass)}")
+
+
+def _fmt_num(x) -> str:
+    return "-" if x is None else f"{x:.3g}"
+
+
+def _run_search(cfg) -> None:
+    from .report import report
+    from .runner import RunError, execute_search
+    from .workload import WorkloadError
+
+    display = SearchDisplay()
+    try:
+        path, summary = execute_search(cfg, sys.argv, progress=display, on_probe=display.probe_done)
+    except (RunError, WorkloadError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    table, files = report(path)
+    click.echo(table)
+    click.echo(f"results: {path}/summary.json, report: {path}/report.html")
+    if summary["interrupted"]:
+        sys.exit(130)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+def report(directory) -> None:
+    """Print the tier table of a results directory and write its plots and report.html."""
+    from .report import report as make_report
+
+    try:
+        table, files = make_report(directory)
+    except (FileNotFoundError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(table)
+    for f in files:
+        click.echo(f"wrote {f}")
+
+
 @main.command("serve-sim")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0: any free port.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--ttft", type=DURATION, default="200ms", show_default=True, help="Time to first token.")
-@click.option("--itl", type=DURATION, default="10ms", show_default=True, help="Gap between output events.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Event-loop threads; with the batching model each is an independent engine replica.")
+@click.option("--preset", type=click.Choice(["null", "h200-class", "gb300-class"]), default=None,
+              help="A named configuration (the batching presets are illustrative). Default: null.")
+@click.option("--model-kind", type=click.Choice(["null", "batching"]), default=None,
+              help="null: fixed TTFT and pace; batching: continuous batching, prefill, prefix cache, queue. "
+                   "Default: the preset's.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="Batching model parameter, e.g. max_batch=64, step_base_s=0.012, prefill_tokens_per_s=3e4 "
+                   "(repeatable; see SIMULATOR.md).")
+@click.option("--ttft", type=DURATION, default="200ms", show_default=True, help="Null model: time to first token.")
+@click.option("--itl", type=DURATION, default="10ms", show_default=True, help="Null model: gap between output events.")
 @click.option("--tokens", type=click.IntRange(min=1), default=100, show_default=True,
               help="Tokens per response when the request has no max_tokens.")
-@click.option("--tokens-per-chunk", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--tokens-per-chunk", type=click.IntRange(min=1), default=None,
+              help="Tokens per output event (batching: per decode step). Default: 1, or the preset's.")
+@click.option("--early-stop", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Probability that a request without ignore_eos stops before max_tokens (at or after min_tokens).")
 @click.option("--model", default="agentperf-sim", show_default=True)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--fault", "faults", multiple=True, metavar="KIND=P",
@@ -153,27 +274,36 @@ def run(url, model, trajectories, concurrency, duration, ramp, out, workers, api
                    "truncate, malformed, stall, slow_headers (repeatable).")
 @click.option("--stall", type=DURATION, default="0s", show_default=True, help="Stall length (0: never answer).")
 @click.option("--slow-headers", type=DURATION, default="1s", show_default=True)
-def serve_sim(host, port, workers, ttft, itl, tokens, tokens_per_chunk, model, seed, faults, stall, slow_headers) -> None:
+def serve_sim(host, port, workers, preset, model_kind, params, ttft, itl, tokens, tokens_per_chunk, early_stop, model,
+              seed, faults, stall, slow_headers) -> None:
     """Serve the built-in simulated OpenAI-compatible endpoint until SIGINT/SIGTERM."""
-    from .server import SimServer
+    from .server import server_from_options
 
-    fault_map = {}
+    fault_map, overrides = {}, {}
     for spec in faults:
         kind, sep, p = spec.partition("=")
         try:
             fault_map[kind] = float(p) if sep else 1.0
         except ValueError:
             raise click.BadParameter(f"{spec!r}: write KIND=PROBABILITY, e.g. http_500=0.05", param_hint="--fault")
+    for spec in params:
+        name, sep, value = spec.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{spec!r}: write NAME=VALUE, e.g. max_batch=64", param_hint="--param")
+        overrides[name] = value
     try:
-        server = SimServer(host=host, port=port, workers=workers, ttft_s=ttft, itl_s=itl, output_tokens=tokens,
-                           tokens_per_chunk=tokens_per_chunk, model=model, seed=seed, faults=fault_map,
-                           stall_s=stall, slow_headers_s=slow_headers)
+        server = server_from_options(preset=preset, model_kind=model_kind, overrides=overrides, ttft_s=ttft, itl_s=itl,
+                                     tokens_per_chunk=tokens_per_chunk, host=host, port=port, workers=workers,
+                                     output_tokens=tokens, early_stop_probability=early_stop, model=model, seed=seed,
+                                     faults=fault_map, stall_s=stall, slow_headers_s=slow_headers)
         server.start()
     except (ValueError, OSError, RuntimeError) as e:
         raise click.ClickException(str(e)) from None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    info = server.describe()
+    click.echo(f"model: {info['model_kind']} (preset {info['preset']})", err=True)
     click.echo(f"agentperf-native serve-sim listening on {server.url}", err=False)
     sys.stdout.flush()
     while not stop.wait(0.5):
@@ -182,6 +312,10 @@ def serve_sim(host, port, workers, ttft, itl, tokens, tokens_per_chunk, model, s
     m = server.metrics()
     click.echo(f"stopped after {m['requests_total']} requests, {m['tokens_generated']} tokens", err=True)
 
+
+from .cli_trajectories import trajectories  # noqa: E402
+
+main.add_command(trajectories)
 
 if __name__ == "__main__":
     main()

@@ -1,36 +1,68 @@
-"""The built-in simulated inference server (native), as a context manager."""
+"""The built-in simulated inference server (native), as a context manager.
+
+Two performance models (``cpp/include/agentperf/sim_model.h``; ``SIMULATOR.md`` derives their
+capacity):
+
+- ``null``: the first output event ``ttft_s`` after the request is received, then one event every
+  ``itl_s``; no batch, no queue, no cache. The answer is known exactly (the engine's ground truth).
+- ``batching``: one engine replica with continuous batching, chunked prefill at a token rate, a
+  prefix cache and a FIFO queue (:class:`~agentperf_native.sim_presets.BatchingParams`).
+
+``SimServer()`` with no model arguments is the null server (200 ms TTFT, 10 ms ITL);
+``SimServer(preset="h200-class")`` or ``SimServer(params=BatchingParams(...))`` is a batching one.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from . import _core
+from .sim_presets import DEFAULT_EMBEDDED_PRESET, BatchingParams, Preset, apply_overrides, get_preset
 
 FAULT_KINDS = ("http_500", "http_429", "http_503", "reset", "truncate", "malformed", "stall", "slow_headers")
 
 
 class SimServer:
-    """OpenAI-compatible streaming server on loopback with a known answer.
+    """OpenAI-compatible streaming server on loopback (HTTP/1.1 and h2c) whose timing comes from a model.
 
-    The first output event comes ``ttft_s`` after the request is received, then one event every
-    ``itl_s``; a response has the request's ``max_tokens`` tokens (else ``output_tokens``).
-    ``faults`` maps a kind in :data:`FAULT_KINDS` to its probability per request.
+    Model: ``preset`` (a name in :data:`~agentperf_native.sim_presets.PRESETS`) or ``params`` (a
+    :class:`BatchingParams`); neither means the null model with ``ttft_s`` / ``itl_s`` /
+    ``tokens_per_chunk`` (the preset ``"null"`` uses those too). A response has the request's
+    ``max_tokens`` tokens (else ``output_tokens``); without ``ignore_eos`` a request stops early
+    with probability ``early_stop_probability`` (default 0), at a length drawn from the prompt and
+    ``seed``, never below ``min_tokens``. ``faults`` maps a kind in :data:`FAULT_KINDS` to its
+    probability per request; ``stall_s`` (0: never answer) and ``slow_headers_s`` size those faults.
+    ``workers`` threads each run an independent replica of the model.
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, workers: int = 1, ttft_s: float = 0.2,
-                 itl_s: float = 0.01, output_tokens: int = 100, tokens_per_chunk: int = 1,
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, workers: int = 1, preset: str | None = None,
+                 params: BatchingParams | None = None, ttft_s: float = 0.2, itl_s: float = 0.01,
+                 output_tokens: int = 100, tokens_per_chunk: int = 1, early_stop_probability: float = 0.0,
                  model: str = "agentperf-sim", seed: int = 1, faults: dict[str, float] | None = None,
                  stall_s: float = 0.0, slow_headers_s: float = 1.0) -> None:
+        if preset is not None and params is not None:
+            raise ValueError("pass either preset or params, not both")
+        self.preset: Preset | None = get_preset(preset) if preset is not None else None
+        if self.preset is not None and self.preset.kind == "batching":
+            params = self.preset.batching
+        self.params: BatchingParams | None = params
+        self.kind = "batching" if params is not None else "null"
+        self.ttft_s = ttft_s
+        self.itl_s = itl_s
         self.host = host
         self.model = model
         self._core = _core.SimServer(
-            host=host, port=port, workers=workers, ttft_ns=int(ttft_s * 1e9), itl_ns=int(itl_s * 1e9),
-            output_tokens=output_tokens, tokens_per_chunk=tokens_per_chunk, model=model, seed=seed,
-            faults=dict(faults or {}), stall_ns=int(stall_s * 1e9), slow_headers_ns=int(slow_headers_s * 1e9),
+            host=host, port=port, workers=workers, model_kind=self.kind, ttft_ns=int(ttft_s * 1e9),
+            itl_ns=int(itl_s * 1e9), output_tokens=output_tokens,
+            tokens_per_chunk=params.tokens_per_chunk if params is not None else tokens_per_chunk,
+            params=params.core_params() if params is not None else {},
+            early_stop_probability=early_stop_probability, model=model,
+            preset=preset or ("custom" if params is not None else "null"), seed=seed, faults=dict(faults or {}),
+            stall_ns=int(stall_s * 1e9), slow_headers_ns=int(slow_headers_s * 1e9),
         )
-        self._started = False
 
     def start(self) -> "SimServer":
         self._core.start()
-        self._started = True
         return self
 
     def stop(self) -> None:
@@ -46,10 +78,65 @@ class SimServer:
         return f"http://{host}:{self.port}/v1"
 
     def metrics(self) -> dict:
+        """Counters and gauges (see ``SimServerMetrics`` in ``sim_server.h``), summed over workers."""
         return self._core.metrics()
+
+    def metrics_text(self) -> str:
+        """The ``/metrics`` page (Prometheus text format)."""
+        return self._core.metrics_text()
+
+    def describe(self) -> dict[str, Any]:
+        """What this server simulates, for a results manifest."""
+        info: dict[str, Any] = {"kind": f"built-in simulator ({self.kind} model)", "model_kind": self.kind,
+                                "preset": self.preset.name if self.preset else ("custom" if self.params else "null")}
+        if self.preset is not None:
+            info["description"] = self.preset.description
+        if self.params is not None:
+            info["params"] = self.params.as_dict()
+        else:
+            info.update({"ttft_s": self.ttft_s, "itl_s": self.itl_s})
+        return info
 
     def __enter__(self) -> "SimServer":
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def embedded_server(preset: str | None = None, *, ttft_s: float = 0.2, itl_s: float = 0.01,
+                    seed: int = 1) -> SimServer:
+    """The server ``agentperf-native run`` starts without ``--url`` (not started yet).
+
+    ``preset`` None means :data:`~agentperf_native.sim_presets.DEFAULT_EMBEDDED_PRESET`; ``ttft_s``
+    and ``itl_s`` apply to the ``null`` preset only. It listens on a free loopback port.
+    """
+    return SimServer(preset=preset or DEFAULT_EMBEDDED_PRESET, ttft_s=ttft_s, itl_s=itl_s, seed=seed)
+
+
+def server_from_options(*, preset: str | None = None, model_kind: str | None = None,
+                        overrides: dict[str, str | int | float] | None = None, ttft_s: float = 0.2,
+                        itl_s: float = 0.01, tokens_per_chunk: int | None = None, **common: Any) -> SimServer:
+    """A server from ``serve-sim``-style options (not started).
+
+    The model kind is ``model_kind``, else the preset's, else null. A batching model starts from
+    the preset's parameters (or :class:`BatchingParams` defaults) with ``overrides`` applied;
+    ``tokens_per_chunk`` (None: the preset's, or 1) applies to either kind. ``common``: the other
+    :class:`SimServer` keyword arguments.
+    """
+    base = get_preset(preset) if preset else None
+    kind = model_kind or (base.kind if base else "null")
+    if kind not in ("null", "batching"):
+        raise ValueError(f"unknown model kind {kind!r} (known: null, batching)")
+    if kind == "null":
+        if overrides:
+            raise ValueError("model parameters apply to the batching model; pass --model-kind batching or a "
+                             "batching preset")
+        return SimServer(ttft_s=ttft_s, itl_s=itl_s, tokens_per_chunk=tokens_per_chunk or 1, **common)
+    params = base.batching if base is not None and base.batching is not None else BatchingParams()
+    changes: dict[str, str | int | float] = dict(overrides or {})
+    if tokens_per_chunk is not None:
+        changes["tokens_per_chunk"] = tokens_per_chunk
+    if not changes and base is not None and base.batching is not None:
+        return SimServer(preset=base.name, **common)
+    return SimServer(params=apply_overrides(params, changes), **common)

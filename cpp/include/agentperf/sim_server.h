@@ -1,59 +1,96 @@
-// The built-in simulated inference server (native): an OpenAI-compatible streaming endpoint on
-// loopback with a configurable time to first token, token count and pace, plus fault injection.
+// The built-in simulated inference server (native): an OpenAI-compatible endpoint on loopback
+// whose timing comes from a performance model (sim_model.h), plus fault injection.
 //
-// This is the seed of the simulator: today it is a "null" server whose answer is known exactly
-// (first output event at receipt + ttft_ns, then one event every itl_ns), which makes it the ground
-// truth for the engine's tests and the embedded default for demos.
+// Protocol: HTTP/1.1 keep-alive, and HTTP/2 cleartext with prior knowledge (h2c) on the same port:
+// a connection that opens with the HTTP/2 client preface is served by sim_http2.h. The per-request
+// behaviour below is the same on both (sim_exchange.h).
+//   POST /v1/chat/completions, POST /v1/completions   generation; streaming SSE (chunked transfer
+//       encoding) when "stream": true, else one JSON body sent when the last token is generated.
+//       The request is read as sim_request.h describes (prompt-token rule, token-id prompts).
+//   GET /v1/models, GET /health, GET /metrics (Prometheus text format 0.0.4).
+// Anything else: 404. A body that is not a valid request: 400 with an OpenAI-style error object.
 //
-// Protocol: HTTP/1.1 keep-alive. POST /v1/chat/completions and /v1/completions (streaming SSE with
-// chunked transfer encoding, or one JSON body when "stream":false), GET /v1/models, GET /health,
-// GET /metrics (Prometheus text). Output length: the request's max_tokens when given, else
-// output_tokens. Usage is sent when the request asks for stream_options.include_usage (and always
-// in non-streaming bodies); prompt_tokens = request body bytes / 4 (a deterministic rule, not a
-// tokenizer); cached_tokens = 0.
+// Output length. max_tokens (or max_completion_tokens; output_tokens when absent) caps a response.
+// With "ignore_eos": true it generates exactly that many tokens (finish_reason "length"). Without,
+// a request stops early with probability early_stop_probability (default 0: never), at a length
+// drawn uniformly from [max(1, min_tokens), max_tokens - 1] (finish_reason "stop"); the draw is a
+// hash of (seed, prompt, max_tokens), so the same request always stops at the same length.
 //
-// Thread safety: start()/stop() from one controlling thread; metrics() from any thread. Each worker
-// thread runs its own event loop over its own accepted connections (SO_REUSEPORT listeners).
+// Streaming: the response headers go out when the request is accepted (chat: then a role-only
+// chunk, as vLLM and OpenAI send it), then one SSE event per model emission carrying its tokens as
+// "tok " each, then a chunk with finish_reason, then (stream_options.include_usage) a chunk with
+// "choices": [] and usage, then "data: [DONE]". stream_options.continuous_usage_stats puts the
+// usage so far in every chunk. Usage: prompt_tokens, completion_tokens, total_tokens and
+// prompt_tokens_details.cached_tokens (always present in non-streaming bodies).
+//
+// Faults: each a probability per generation request, drawn from the worker's seeded generator
+// (one fault at most per request), all 0 (off) by default, each counted in /metrics:
+//   http_500, http_429, http_503   answer at once with that status and a JSON error body;
+//   reset                          RST the connection halfway through the output (after half the
+//                                  tokens were sent); HTTP/2: RST_STREAM on that stream only;
+//   truncate                       close (FIN) halfway, without the rest or the chunked terminator
+//                                  (HTTP/2: every stream open on the connection ends truncated);
+//   malformed                      send a data line that is not JSON halfway, then go on normally;
+//   stall                          hold the request stall_ns before it enters the model
+//                                  (stall_ns = 0: never answer);
+//   slow_headers                   hold the response headers (and any output) slow_headers_ns
+//                                  after the request arrived; the model runs meanwhile.
+//
+// Workers: each worker thread runs its own event loop, its own model and prefix cache over the
+// connections the kernel gives its SO_REUSEPORT listener; with the batching model, each worker is
+// one independent engine replica (the closed form in SIMULATOR.md describes one replica).
+//
+// Thread safety: start()/stop() from one controlling thread; metrics() from any thread.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
-#include <thread>
 #include <vector>
+
+#include "agentperf/sim_model.h"
 
 namespace agentperf {
 
 struct SimServerConfig {
   std::string host = "127.0.0.1";
-  uint16_t port = 0;                 ///< 0: an ephemeral port (see SimServer::port())
-  int workers = 1;                   ///< event-loop threads
-  int64_t ttft_ns = 200'000'000;     ///< request fully received → first output event
-  int64_t itl_ns = 10'000'000;       ///< gap between output events
-  int32_t output_tokens = 100;       ///< tokens per response when the request has no max_tokens
-  int32_t tokens_per_chunk = 1;      ///< tokens carried by one event (speculative-decoding shape)
-  std::string model = "agentperf-sim";
-  uint64_t seed = 1;
+  uint16_t port = 0;              ///< 0: an ephemeral port (see SimServer::port())
+  int workers = 1;                ///< event-loop threads (batching: engine replicas)
+  SimModelParams model_params;    ///< the performance model (default: null, 200 ms TTFT, 10 ms ITL)
+  int32_t output_tokens = 100;    ///< response length when the request has no max_tokens
+  double early_stop_probability = 0;  ///< requests without ignore_eos that stop before max_tokens
+  std::string model = "agentperf-sim";  ///< the model name served
+  std::string preset;             ///< a label reported in /metrics (agentperf_sim_info)
+  uint64_t seed = 1;              ///< seeds the fault draws and the early-stop draws
   // Fault injection: each is a probability per generation request, all 0 (off) by default.
-  double fault_http_500 = 0;   ///< answer 500 with a JSON error body
-  double fault_http_429 = 0;   ///< answer 429
-  double fault_http_503 = 0;   ///< answer 503
-  double fault_reset = 0;      ///< reset the connection (RST) halfway through the stream
-  double fault_truncate = 0;   ///< close the connection (FIN) halfway, without the last chunk
-  double fault_malformed = 0;  ///< send a data line that is not JSON halfway through the stream
-  double fault_stall = 0;      ///< send nothing for stall_ns (0: never answer) before responding
-  double fault_slow_headers = 0;  ///< delay the response headers by slow_headers_ns
-  int64_t stall_ns = 0;
+  double fault_http_500 = 0;
+  double fault_http_429 = 0;
+  double fault_http_503 = 0;
+  double fault_reset = 0;
+  double fault_truncate = 0;
+  double fault_malformed = 0;
+  double fault_stall = 0;
+  double fault_slow_headers = 0;
+  int64_t stall_ns = 0;                    ///< 0: a stalled request is never answered
   int64_t slow_headers_ns = 1'000'000'000;
 };
 
-/// Counters since start(); read with relaxed atomics, so a snapshot may be a few events stale.
+/// Counters since start() and gauges now, summed over workers; read with relaxed atomics, so a
+/// snapshot may be a few events stale.
 struct SimServerMetrics {
   uint64_t connections_accepted = 0;
-  uint64_t requests_total = 0;
-  uint64_t requests_running = 0;
-  uint64_t tokens_generated = 0;
+  uint64_t requests_total = 0;       ///< generation requests received (valid or not)
+  uint64_t requests_rejected = 0;    ///< answered 400
+  uint64_t requests_running = 0;     ///< gauge: in the model's running set
+  uint64_t requests_waiting = 0;     ///< gauge: in the model's wait queue (and stalled requests)
+  uint64_t tokens_generated = 0;     ///< output tokens sent
+  uint64_t prompt_tokens = 0;        ///< prompt tokens of admitted requests
+  uint64_t cache_query_tokens = 0;   ///< prompt tokens looked up in the prefix cache
+  uint64_t cache_hit_tokens = 0;     ///< of which hits
+  uint64_t cache_blocks = 0;         ///< gauge: blocks in the prefix caches
+  uint64_t kv_used_tokens = 0;       ///< gauge
+  uint64_t kv_capacity_tokens = 0;   ///< 0: unlimited
+  uint64_t steps = 0;                ///< batching steps run
   uint64_t faults_http_500 = 0, faults_http_429 = 0, faults_http_503 = 0, faults_reset = 0,
            faults_truncate = 0, faults_malformed = 0, faults_stall = 0, faults_slow_headers = 0;
 };
@@ -62,7 +99,7 @@ class SimWorker;
 
 class SimServer {
  public:
-  /// Throws std::invalid_argument for a bad config.
+  /// Throws std::invalid_argument for a bad config (the message names the field).
   explicit SimServer(SimServerConfig config);
   ~SimServer();
   SimServer(const SimServer&) = delete;
@@ -77,6 +114,8 @@ class SimServer {
   uint16_t port() const { return port_; }
   const SimServerConfig& config() const { return config_; }
   SimServerMetrics metrics() const;
+  /// The /metrics page (Prometheus text format).
+  std::string metrics_text() const;
 
  private:
   SimServerConfig config_;
