@@ -44,19 +44,27 @@ class Endpoint:
         """Request path for an API below the base, e.g. ``path("/chat/completions")``."""
         return self.base_path + api
 
+    def request(self, api: str, api_key: str | None = None, body: bytes | None = None) -> urllib.request.Request:
+        """A request for ``base/api`` (POST with a JSON body when ``body`` is given)."""
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"} if body is not None else {}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        return urllib.request.Request(self.base_url + api, data=body, headers=headers)
+
+    def ssl_context(self, ca_file: str | None = None, insecure: bool = False) -> ssl.SSLContext | None:
+        """The TLS settings the engine uses, for Python-side requests (None for http://)."""
+        if self.scheme != "https":
+            return None
+        context = ssl.create_default_context(cafile=ca_file)
+        if insecure:
+            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        return context
+
     def get_json(self, api: str, api_key: str | None = None, timeout_s: float = 10.0,
                  ca_file: str | None = None, insecure: bool = False) -> dict:
         """GET ``base/api`` and decode JSON (pre-flight and manifest use; not on the hot path)."""
-        request = urllib.request.Request(self.base_url + api)
-        if api_key:
-            request.add_header("Authorization", f"Bearer {api_key}")
-        context = None
-        if self.scheme == "https":
-            context = ssl.create_default_context(cafile=ca_file)
-            if insecure:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-        with urllib.request.urlopen(request, timeout=timeout_s, context=context) as response:
+        request = self.request(api, api_key)
+        with urllib.request.urlopen(request, timeout=timeout_s, context=self.ssl_context(ca_file, insecure)) as response:
             return json.loads(response.read().decode("utf-8"))
 
     def list_models(self, api_key: str | None = None, ca_file: str | None = None, insecure: bool = False) -> list[str]:

@@ -8,7 +8,6 @@ urllib, one request.
 from __future__ import annotations
 
 import json
-import ssl
 import time
 import urllib.error
 import urllib.request
@@ -40,15 +39,8 @@ def check(endpoint: Endpoint, model: str, *, api_key: str | None = None, ca_file
     body = json.dumps({"model": model, "stream": True, "stream_options": {"include_usage": True},
                        "max_tokens": tokens, "min_tokens": tokens, "ignore_eos": True,
                        "messages": [{"role": "user", "content": "Count from one to one hundred."}]}).encode()
-    req = urllib.request.Request(endpoint.base_url + "/chat/completions", data=body,
-                                 headers={"Content-Type": "application/json", "Accept": "text/event-stream"})
-    if api_key:
-        req.add_header("Authorization", f"Bearer {api_key}")
-    context = None
-    if endpoint.scheme == "https":
-        context = ssl.create_default_context(cafile=ca_file)
-        if insecure:
-            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    req = endpoint.request("/chat/completions", api_key, body)
+    context = endpoint.ssl_context(ca_file, insecure)
     parser = _core.SseParser()
     events = outputs = 0
     completion = None
