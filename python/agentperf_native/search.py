@@ -3,8 +3,9 @@
 A probe runs N agents: it drains the previous probe's agents, gives every agent a fresh
 cache-isolation prefix (a new isolation epoch), starts N agents (each at a random turn of a random
 trajectory), waits until all N are active (have sent a request) plus the warm-up, then measures a
-steady window. The window lasts at least ``window_s`` and is extended until the trajectory rules are
-met (or ``max_window_s`` runs out: then the probe is not steady and cannot pass). The SLO is judged
+steady window. The window lasts at least ``window_s`` and is extended until the agents have started
+``min_requests_per_agent`` requests each on average and the trajectory rules are met (or
+``max_window_s`` runs out: then the probe is not steady and cannot pass). The SLO is judged
 on the requests *started* inside the window, waiting for them to finish; failed and timed-out
 requests count as violations (speed 0, TTFT infinite).
 
@@ -35,6 +36,7 @@ class PhaseRules:
     window_s: float = 30.0  # minimum steady window (quick interactive default; --profile aa: 10 min)
     min_trajectories: int = 0  # trajectories completed inside the window, all agents together
     min_trajectories_per_agent: int = 0
+    min_requests_per_agent: float = 1.0  # requests started in the window, per agent on average
     max_window_s: float | None = None  # give up extending the window (default 4 × window_s)
     activation_timeout_s: float = 120.0  # all agents must be active within this
     drain_timeout_s: float = 600.0  # wait for requests started in the window to finish
@@ -221,22 +223,28 @@ class ProbeRunner:
         limit = window_start + int(rules.window_limit_s * 1e9)
         if self.power:
             self.power.mark(window_start)
+        started_at_window = self.engine.snapshot().requests_started
+        need_started = math.ceil(concurrency * rules.min_requests_per_agent)
         while True:
-            self._tick(probe, "measuring", t0)
+            snap = self._tick(probe, "measuring", t0)
             if now_ns() < window_end:
                 continue
-            if not (rules.min_trajectories or rules.min_trajectories_per_agent):
-                break
-            stats = judge_window(self._all(), turns_per_conversation=self.turns, window_start_ns=window_start,
-                                 window_end_ns=now_ns(), agents=concurrency)
-            if (stats["trajectories_completed"] >= rules.min_trajectories and
-                    stats["min_trajectories_per_agent"] >= rules.min_trajectories_per_agent):
+            started = snap.requests_started - started_at_window
+            stats = None
+            if rules.min_trajectories or rules.min_trajectories_per_agent:
+                stats = judge_window(self._all(), turns_per_conversation=self.turns, window_start_ns=window_start,
+                                     window_end_ns=now_ns(), agents=concurrency)
+            if started >= need_started and (stats is None or (
+                    stats["trajectories_completed"] >= rules.min_trajectories and
+                    stats["min_trajectories_per_agent"] >= rules.min_trajectories_per_agent)):
                 break
             if now_ns() >= limit:
                 probe.not_steady_reason = (
-                    f"window rules not met in {rules.window_limit_s:g}s: {stats['trajectories_completed']} trajectories "
-                    f"completed (need {rules.min_trajectories}), at least {stats['min_trajectories_per_agent']} per "
-                    f"agent (need {rules.min_trajectories_per_agent})")
+                    f"window rules not met in {rules.window_limit_s:g}s: {started} requests started (need "
+                    f"{need_started})" + ("" if stats is None else
+                                          f", {stats['trajectories_completed']} trajectories completed (need "
+                                          f"{rules.min_trajectories}), at least {stats['min_trajectories_per_agent']}"
+                                          f" per agent (need {rules.min_trajectories_per_agent})"))
                 break
         window_end = min(now_ns(), limit)  # the window closes now (at or after its minimum length)
         if self.power:
