@@ -132,7 +132,7 @@ def run(url, model, trajectories, concurrency, duration, tier_specs, tier_preset
         streams_per_connection, request_timeout, seed,
         start_turn, no_cache_isolation, share_system_prompt, history, output_length, tool_delay, tool_delay_cap,
         sim_ttft, sim_itl, sim_preset) -> None:
-    """Run agents at a fixed concurrency for a duration and write a results directory."""
+    """Find the largest concurrency each SLO tier holds (or, with --concurrency, run one phase); write results."""
     from .runner import RunConfig, RunError, execute
     from .workload import WorkloadError
 
