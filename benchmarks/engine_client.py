@@ -7,11 +7,18 @@ runs ``CONNECTIONS`` agents on one worker thread; the main (Python) thread polls
 every 0.5 s and drains the records, as ``phase.run_phase`` does.
 
 Usage: engine_client.py HOST PORT CONNECTIONS DURATION_S [--warmup S] [--max-tokens N] [--workers N]
-                        [--protocol h1|h2] [--streams-per-connection N] [--ramp S]
+                        [--protocol h1|h2] [--streams-per-connection N] [--ramp S] [--request-timeout S]
+CONNECTIONS is the number of agents (streams): with --protocol h2 they share
+ceil(CONNECTIONS / streams-per-connection) connections.
 Counters come from the engine's snapshot (output events as they arrive: inter-event gaps recorded
 plus first events of the requests started; see below); CPU time is ``resource.getrusage(RUSAGE_SELF)`` (the
 whole process: engine worker thread plus the polling thread), both measured over DURATION_S
 after the warm-up, which starts once the engine has started. Prints one JSON object on stdout.
+
+Also reported: the process's resident memory (VmRSS from /proc/self/status) before the engine is
+created, after the warm-up and at the end of the window (so memory per agent can be derived), and
+the lowest / highest agents_engaged, requests_in_flight and connections_open seen at the polls
+inside the window (whether every agent stayed served).
 """
 
 from __future__ import annotations
@@ -31,6 +38,18 @@ def cpu_s() -> tuple[float, float, int, int]:
     return ru.ru_utime, ru.ru_stime, ru.ru_nvcsw, ru.ru_nivcsw
 
 
+def rss_kib() -> int | None:
+    """Resident set size of this process (VmRSS, KiB), or None where /proc is unavailable."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("host")
@@ -44,7 +63,9 @@ def main() -> None:
     p.add_argument("--protocol", choices=["h1", "h2"], default="h1", help="HTTP/1.1 or h2c (prior knowledge)")
     p.add_argument("--streams-per-connection", type=int, default=100, help="HTTP/2 streams per connection")
     p.add_argument("--ramp", type=float, default=0.0, help="spread agent arrivals over this many seconds")
+    p.add_argument("--request-timeout", type=float, default=600.0, help="per-request timeout (s)")
     args = p.parse_args()
+    rss_start = rss_kib()
 
     conv = Conversation(turns=[Turn(messages=[{"role": "user", "content": "Write a short story about a benchmark."}],
                                     output_tokens=args.max_tokens, tool_delay_s=0.0)])
@@ -52,7 +73,8 @@ def main() -> None:
     eng = engine_mod.Engine(f"http://{args.host}:{args.port}/v1", workload, concurrency=args.connections,
                             workers=args.workers, random_start_turn=False, protocol=args.protocol,
                             streams_per_connection=args.streams_per_connection,
-                            spawn_interval_s=args.ramp / max(1, args.connections))
+                            spawn_interval_s=args.ramp / max(1, args.connections),
+                            request_timeout_s=args.request_timeout)
     cancelled = engine_mod.ERROR_KINDS.index("cancelled")
     records = 0
     record_errors = 0  # failed records other than the ones cancelled by stop()
@@ -65,20 +87,29 @@ def main() -> None:
             kind = batch["error_kind"]
             record_errors += int(((kind != 0) & (kind != cancelled)).sum())
 
-    def poll_until(deadline: float):
+    track: dict[str, list[int]] = {}  # gauge -> [min, max] over the polls inside the window
+
+    def poll_until(deadline: float, tracking: bool = False):
         snap = None
         while (t := time.monotonic()) < deadline:
             time.sleep(min(args.poll, deadline - t))
             snap = eng.snapshot()
             drain()
+            if tracking:
+                for key in ("agents_engaged", "requests_in_flight", "connections_open"):
+                    v = getattr(snap, key)
+                    lo_hi = track.setdefault(key, [v, v])
+                    lo_hi[0], lo_hi[1] = min(lo_hi[0], v), max(lo_hi[1], v)
         return snap
 
     eng.start()
     try:
         poll_until(time.monotonic() + args.warmup)
         s0, c0, w0 = eng.snapshot(), cpu_s(), time.monotonic()
-        poll_until(w0 + args.duration)
+        rss_warm = rss_kib()
+        poll_until(w0 + args.duration, tracking=True)
         s1, c1, w1 = eng.snapshot(), cpu_s(), time.monotonic()
+        rss_end = rss_kib()
     finally:
         eng.stop()
     drain()
@@ -88,6 +119,8 @@ def main() -> None:
     result = {
         "client": "engine",
         "connections": args.connections,
+        "protocol": args.protocol,
+        "streams_per_connection": args.streams_per_connection if args.protocol == "h2" else 1,
         "workers": args.workers,
         "warmup_s": args.warmup,
         "wall_s": w1 - w0,
@@ -106,6 +139,17 @@ def main() -> None:
         "errors": s1.requests_failed - s0.requests_failed,
         "failures_by_kind": failures,
         "agents_active": s1.agents_active,
+        "agents_engaged": s1.agents_engaged,
+        "requests_in_flight": s1.requests_in_flight,
+        "connections_open": s1.connections_open,
+        "connections_opened": s1.connections_opened,
+        "connections_opened_in_window": s1.connections_opened - s0.connections_opened,
+        "last_connection_error": s1.last_connection_error,
+        "window_min_max": track,
+        "rss_kib_before_engine": rss_start,
+        "rss_kib_after_warmup": rss_warm,
+        "rss_kib_end": rss_end,
+        "ttft_p50_ms": s1.ttft_ns.percentile(50) / 1e6 if s1.ttft_ns.count else None,
         "records_drained_total": records,
         "records_failed_total": record_errors,
         "records_dropped": s1.records_dropped,
