@@ -11,6 +11,7 @@ from typing import Iterable
 from ..workload import Conversation
 from .detect import NATIVE, detect_format, source_files
 from .importers import IMPORTERS, ImportOptions, ImportResult
+from .importers.common import iter_jsonl
 from .schema import TrajectoryError, conversation_from_dict, conversation_to_dict
 
 
@@ -21,24 +22,15 @@ def load_native(path: str | Path) -> list[Conversation]:
         raise TrajectoryError(f"{path}: no such file; pass an existing .jsonl trajectory file")
     conversations: list[Conversation] = []
     first_line: dict[str, int] = {}
-    with path.open("r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TrajectoryError(f"{where}: not valid JSON ({e.msg} at column {e.colno}); "
-                                      "each line must hold one trajectory object") from None
-            conv = conversation_from_dict(obj, where)
-            if not conv.id:
-                conv.id = f"{path.stem}-{lineno}"
-            if conv.id in first_line:
-                raise TrajectoryError(f"{where}: field 'id' repeats {conv.id!r} from line {first_line[conv.id]}; "
-                                      "give every trajectory its own id")
-            first_line[conv.id] = lineno
-            conversations.append(conv)
+    for where, lineno, obj in iter_jsonl(path, "one trajectory object"):
+        conv = conversation_from_dict(obj, where)
+        if not conv.id:
+            conv.id = f"{path.stem}-{lineno}"
+        if conv.id in first_line:
+            raise TrajectoryError(f"{where}: field 'id' repeats {conv.id!r} from line {first_line[conv.id]}; "
+                                  "give every trajectory its own id")
+        first_line[conv.id] = lineno
+        conversations.append(conv)
     if not conversations:
         raise TrajectoryError(f"{path}: holds no trajectories; write one JSON object per line")
     return conversations

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ...workload import Conversation
 from ..schema import TrajectoryError
@@ -51,6 +51,21 @@ def read_json(path: Path) -> Any:
                           "pass the original file, or --format if it is another format") from None
     except UnicodeDecodeError as e:
         raise SourceError(f"{path}: not UTF-8 text ({e.reason}); pass a JSON trajectory file") from None
+
+
+def iter_jsonl(path: Path, one_line_holds: str) -> Iterator[tuple[str, int, Any]]:
+    """(``file:line``, line number, decoded object) for every non-blank line of a JSON Lines file;
+    a line that is not JSON raises SourceError saying what each line must hold."""
+    with path.open("r", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                yield where, lineno, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise SourceError(f"{where}: not valid JSON ({e.msg} at column {e.colno}); "
+                                  f"each line must hold {one_line_holds}") from None
 
 
 def clean_tool_calls(calls: Any) -> list[dict[str, Any]] | None:

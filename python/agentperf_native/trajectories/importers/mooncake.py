@@ -17,12 +17,11 @@ prefix blocks, across the whole trace).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ...workload import Conversation, Turn
-from .common import ImportOptions, ImportResult, SourceError, as_int
+from .common import ImportOptions, ImportResult, SourceError, as_int, iter_jsonl
 
 FORMAT = "mooncake"
 BLOCK_SIZE = 512
@@ -35,36 +34,27 @@ def sniff(obj: Any) -> bool:
 
 def _read(path: Path) -> list[dict[str, Any]]:
     rows = []
-    with path.open("r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SourceError(f"{where}: not valid JSON ({e.msg} at column {e.colno}); each line must hold "
-                                  "one request {\"timestamp\", \"input_length\", \"output_length\", \"hash_ids\"}") from None
-            if not sniff(r):
-                raise SourceError(f"{where}: not a Mooncake request (an object with 'input_length' and 'hash_ids'); "
-                                  "pass --format with the file's real format, or fix the line")
-            n, o, ts, ids = (as_int(r.get("input_length")), as_int(r.get("output_length")),
-                             r.get("timestamp"), r.get("hash_ids"))
-            if n is None or n < 1:
-                raise SourceError(f"{where}: field 'input_length' must be a positive integer, not "
-                                  f"{r.get('input_length')!r}; fix the line")
-            if o is None or o < 0:
-                raise SourceError(f"{where}: field 'output_length' must be an integer >= 0, not "
-                                  f"{r.get('output_length')!r}; fix the line")
-            if isinstance(ts, bool) or not isinstance(ts, (int, float)):
-                raise SourceError(f"{where}: field 'timestamp' must be a number of milliseconds, not {ts!r}; fix the line")
-            if not isinstance(ids, list) or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 0
-                                                    for h in ids):
-                raise SourceError(f"{where}: field 'hash_ids' must be a list of integers >= 0; fix the line")
-            if len(ids) not in (n // BLOCK_SIZE, -(-n // BLOCK_SIZE)):
-                raise SourceError(f"{where}: {len(ids)} hash_ids do not cover input_length={n} in blocks of "
-                                  f"{BLOCK_SIZE}; fix the line")
-            rows.append({"line": lineno, "t_ms": ts, "in": n, "out": o, "ids": ids})
+    for where, lineno, r in iter_jsonl(path, 'one request {"timestamp", "input_length", "output_length", "hash_ids"}'):
+        if not sniff(r):
+            raise SourceError(f"{where}: not a Mooncake request (an object with 'input_length' and 'hash_ids'); "
+                              "pass --format with the file's real format, or fix the line")
+        n, o, ts, ids = (as_int(r.get("input_length")), as_int(r.get("output_length")),
+                         r.get("timestamp"), r.get("hash_ids"))
+        if n is None or n < 1:
+            raise SourceError(f"{where}: field 'input_length' must be a positive integer, not "
+                              f"{r.get('input_length')!r}; fix the line")
+        if o is None or o < 0:
+            raise SourceError(f"{where}: field 'output_length' must be an integer >= 0, not "
+                              f"{r.get('output_length')!r}; fix the line")
+        if isinstance(ts, bool) or not isinstance(ts, (int, float)):
+            raise SourceError(f"{where}: field 'timestamp' must be a number of milliseconds, not {ts!r}; fix the line")
+        if not isinstance(ids, list) or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 0
+                                                for h in ids):
+            raise SourceError(f"{where}: field 'hash_ids' must be a list of integers >= 0; fix the line")
+        if len(ids) not in (n // BLOCK_SIZE, -(-n // BLOCK_SIZE)):
+            raise SourceError(f"{where}: {len(ids)} hash_ids do not cover input_length={n} in blocks of "
+                              f"{BLOCK_SIZE}; fix the line")
+        rows.append({"line": lineno, "t_ms": ts, "in": n, "out": o, "ids": ids})
     return rows
 
 

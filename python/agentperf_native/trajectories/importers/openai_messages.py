@@ -18,13 +18,12 @@ messages: call k was sent with every message before assistant message k.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from ...workload import Conversation, Turn
 from ..schema import check_tools
-from .common import (ImportOptions, ImportResult, SourceError, as_int, clean_message, message_text,
+from .common import (ImportOptions, iter_jsonl, ImportResult, SourceError, as_int, clean_message, message_text,
                      split_system)
 
 FORMAT = "openai-messages"
@@ -46,24 +45,15 @@ def _delay_ms(v: Any, where: str) -> float:
 def convert(path: Path, options: ImportOptions) -> ImportResult:
     conversations: list[Conversation] = []
     notes: list[str] = []
-    with path.open("r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SourceError(f"{where}: not valid JSON ({e.msg} at column {e.colno}); "
-                                  "each line must hold one conversation ({\"messages\": [...]})") from None
-            if not sniff(obj):
-                raise SourceError(f"{where}: expected {{\"messages\": [...]}} or a list of messages; "
-                                  "fix the line or pass --format with the file's real format")
-            conv = _conversation(obj if isinstance(obj, dict) else {"messages": obj}, where, lineno, path, options)
-            if conv is None:
-                notes.append(f"{where}: no assistant message, so no recorded call; skipped")
-            else:
-                conversations.append(conv)
+    for where, lineno, obj in iter_jsonl(path, 'one conversation ({"messages": [...]})'):
+        if not sniff(obj):
+            raise SourceError(f"{where}: expected {{\"messages\": [...]}} or a list of messages; "
+                              "fix the line or pass --format with the file's real format")
+        conv = _conversation(obj if isinstance(obj, dict) else {"messages": obj}, where, lineno, path, options)
+        if conv is None:
+            notes.append(f"{where}: no assistant message, so no recorded call; skipped")
+        else:
+            conversations.append(conv)
     return ImportResult(conversations, notes)
 
 
