@@ -381,7 +381,9 @@ def run_client(client: str, streams: int, arrivals: str, args, pinning: dict, bo
         "load_avg_before": [round(x, 2) for x in load_before],
         "server_log": server_log[-500:],
     }
-    if "client_core_busy_s" in a:
+    if "client_core_busy_s" in a and max(r["metrics_fetch_s"]) < 0.25:
+        # (unknown when the server's counters came late: the window's edges then fall after the
+        # engine stopped, when its exited threads' schedstat times are gone)
         r["client_core_others_share"] = max(0.0, (b["client_core_busy_s"] - a["client_core_busy_s"]) - ext_cpu) / dt
         r["server_core_others_share"] = max(0.0, (b["server_core_busy_s"] - a["server_core_busy_s"])
                                             - (b["server_cpu_s"] - a["server_cpu_s"])) / dt
@@ -669,6 +671,65 @@ def print_tables(runs: list[dict], summary: dict, agents: list[dict], args) -> N
                   f"{100 * a['client_cpu_share']:.0f}%, TTFT p50 {a['ttft_p50_ms']:.2f} ms, ITL p50 {a['itl_p50_ms']:.1f} ms")
 
 
+def markdown(doc: dict) -> str:
+    """The tables of benchmarks/README.md ("HTTP/2 vs HTTP/1.1") from a results document."""
+    cfg, runs, summary, agents = doc["config"], doc["runs"], doc["summary"], doc["agents"]
+    spc = cfg["streams_per_connection"]
+    out = []
+    if runs:
+        out += ["| round | streams | arrivals | client | connections | events/s | % ideal | client CPU | "
+                "**events / CPU-s** | µs / event | ext. events / CPU-s | server CPU | other c/s | load1 |",
+                "|" + "---|" * 14]
+        for r in runs:
+            conns = r["streams"] if r["client"] == "h1" else math.ceil(r["streams"] / spc)
+            ext = (f"{r['external']['events_per_cpu_s']:,.0f}"
+                   if "engine" in r and max(r["metrics_fetch_s"]) < 0.25 else "-")
+            others = (f"{100 * r['client_core_others_share']:.0f}/{100 * r['server_core_others_share']:.0f} %"
+                      if r.get("client_core_others_share") is not None else "-")
+            flag = " *" if r["delivered_fraction"] < cfg["min_delivered"] else ""
+            out.append(f"| {r['round']} | {r['streams']:,} | {r['arrivals']} | {r['client']} | {conns:,} | "
+                       f"{r['events_per_s']:,.0f} | {100 * r['delivered_fraction']:.1f}{flag} | "
+                       f"{100 * r['client_cpu_share']:.0f} % | **{r['events_per_cpu_s']:,.0f}** | "
+                       f"{r['cpu_us_per_event']:.2f} | {ext} | {100 * r['server_cpu_share']:.0f} % | {others} | "
+                       f"{r['load_avg_before'][0]:.2f} |")
+        out.append("")
+        rounds = sorted({r["round"] for r in runs})
+        out += ["| streams | arrivals | " + " | ".join(f"h1 / h2, round {i}" for i in rounds)
+                + " | **of the medians** | target | " + " | ".join(f"h2 / h2load, round {i}" for i in rounds)
+                + " | **of the medians** | target |", "|" + "---|" * (6 + 2 * len(rounds))]
+        by_round = summary["ratios_by_round"]
+        for key, rt in summary["ratios_of_medians"].items():
+            streams, arrivals = key.split("/")
+            cells = [f"{int(streams):,}", arrivals]
+            h1 = [by_round.get(f"round{i}/{key}", {}).get("h1_cpu_per_event_over_h2") for i in rounds]
+            hl = [by_round.get(f"round{i}/{key}", {}).get("h2_cpu_per_event_over_h2load") for i in rounds]
+            v = rt.get("h1_cpu_per_event_over_h2")
+            cells += [f"{x:.2f}×" if x else "-" for x in h1]
+            cells.append(f"**{v:.2f}×**" if v else "-")
+            cells.append((f"≥ {TARGET_H2_OVER_H1:g}×: " + ("met" if v >= TARGET_H2_OVER_H1 else "**missed**"))
+                         if streams == "10000" and v else "-")
+            v = rt.get("h2_cpu_per_event_over_h2load")
+            cells += [f"{x:.2f}×" if x else "-" for x in hl]
+            cells.append(f"**{v:.2f}×**" if v else "-")
+            cells.append((f"≤ {TARGET_H2LOAD_OVER_H2:g}×: " + ("met" if v <= TARGET_H2LOAD_OVER_H2 else "**missed**"))
+                         if v else "-")
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    if agents:
+        out += ["| agents | connections | ITL | VmRSS before the engine | all agents running | end of hold | "
+                "**memory per agent** | agents engaged (min) | requests in flight (min) | server running (min) | "
+                "failed | events/s (ideal) | client CPU |", "|" + "---|" * 13]
+        for a in agents:
+            out.append(f"| {a['agents']:,} | {a['connections']} | {a['itl_s'] * 1e3:g} ms | "
+                       f"{a['rss_kib_before_engine'] / 1024:.1f} MiB | {a['rss_kib_after_warmup'] / 1024:.1f} MiB | "
+                       f"{a['rss_kib_end'] / 1024:.1f} MiB | **{a['bytes_per_agent_after_warmup'] / 1024:.2f} KiB** "
+                       f"({a['bytes_per_agent_end'] / 1024:.2f} at the end) | {a['engaged_min_max'][0]:,} | "
+                       f"{a['in_flight_min_max'][0]:,} | {a['server_running_min_max'][0]:,.0f} | "
+                       f"{a['errors'] + a['records_failed_total']} | {a['events_per_s']:,.0f} "
+                       f"({a['ideal_events_per_s']:,.0f}) | {100 * a['client_cpu_share']:.0f} % |")
+    return "\n".join(out)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--streams", default="1000,10000", help="comma-separated concurrent stream counts")
@@ -706,7 +767,13 @@ def main() -> int:
     p.add_argument("--agents-streams-per-connection", type=int, default=100)
     p.add_argument("--agents-server-workers", type=int, default=1)
     p.add_argument("--json", dest="json_out", type=Path, default=None)
+    p.add_argument("--markdown", action="store_true", help="also print the README tables")
+    p.add_argument("--markdown-from", type=Path, default=None, metavar="JSON",
+                   help="print the README tables of an earlier run's --json file and exit")
     args = p.parse_args()
+    if args.markdown_from:
+        print(markdown(json.loads(args.markdown_from.read_text())))
+        return 0
     global NICE
     NICE = args.nice
     streams_list = [int(x) for x in args.streams.split(",") if x.strip()]
@@ -765,6 +832,8 @@ def main() -> int:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(doc, indent=2) + "\n")
         print(f"results: {args.json_out}")
+    if args.markdown:
+        print("\n" + markdown({"config": vars(args), "runs": runs, "summary": summary, "agents": agents}))
     if problems:
         print("\nFAILED sanity checks:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
