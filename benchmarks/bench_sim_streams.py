@@ -33,7 +33,7 @@ import time
 import numpy as np
 
 import agentperf_native as ap
-from agentperf_native.capacity import WorkloadShape, predict
+from agentperf_native.sim.closed_form import WorkloadShape, predict
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -87,7 +87,7 @@ def main() -> None:
             cycle = args.ttft + (events - 1) * args.itl
             ideal_ttft, ideal_speed = args.ttft, (args.tokens - 1) / ((events - 1) * args.itl)
         else:
-            from agentperf_native.sim_presets import get_preset
+            from agentperf_native.sim.presets import get_preset
 
             params = get_preset(args.preset).batching
             prompt = -(-len(json.dumps([{"role": "user", "content": "[rid:0123456789abcdef] " + content}],

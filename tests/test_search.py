@@ -9,7 +9,7 @@ import time
 import pytest
 
 import agentperf_native as ap
-from agentperf_native.capacity import predict
+from agentperf_native.sim.closed_form import predict
 from agentperf_native.search import PhaseRules, ProbeRunner, search
 from agentperf_native.tiers import Tier, resolve_tiers
 from test_sim_capacity import PARAMS, SHAPE, workload

@@ -12,8 +12,8 @@ import json
 import pytest
 
 import agentperf_native as ap
-from agentperf_native.capacity import WorkloadShape, max_concurrency, predict
-from agentperf_native.sim_presets import BatchingParams
+from agentperf_native.sim.closed_form import WorkloadShape, max_concurrency, predict
+from agentperf_native.sim.presets import BatchingParams
 from agentperf_native.tiers import Tier
 
 PARAMS = BatchingParams(max_batch=16, max_batched_tokens=8192, prefill_tokens_per_s=20_000, step_base_s=0.020,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import agentperf_native as ap
-from agentperf_native.sim_presets import BatchingParams
+from agentperf_native.sim.presets import BatchingParams
 from conftest import one_turn_workload
 
 KIND = {name: i for i, name in enumerate(ap.ERROR_KINDS)}

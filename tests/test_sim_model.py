@@ -5,9 +5,9 @@ import math
 import pytest
 
 from agentperf_native import _core
-from agentperf_native.capacity import (WorkloadShape, batch_limit, max_concurrency, predict, predict_null,
+from agentperf_native.sim.closed_form import (WorkloadShape, batch_limit, max_concurrency, predict, predict_null,
                                        simulate, steady_cached_tokens)
-from agentperf_native.sim_presets import PRESETS, BatchingParams, apply_overrides, get_preset
+from agentperf_native.sim.presets import PRESETS, BatchingParams, apply_overrides, get_preset
 from agentperf_native.tiers import PRESETS as TIER_PRESETS
 from agentperf_native.tiers import parse_tier
 

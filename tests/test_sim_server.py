@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import agentperf_native as ap
-from agentperf_native.sim_presets import BatchingParams
+from agentperf_native.sim.presets import BatchingParams
 
 CLI = [sys.executable, "-m", "agentperf_native.cli"]
 FAST = BatchingParams(max_batch=8, prefill_tokens_per_s=1e6, step_base_s=0.002, step_per_seq_s=0.0001,

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agentperf_native.cli_trajectories import trajectories
+from agentperf_native.cli.trajectories import trajectories
 from agentperf_native.trajectories import (ImportOptions, SourceError, convert_files, detect_format, import_file,
                                            load, load_native, turn_metadata)
 from agentperf_native.trajectories.importers.kv_cache_tester import hash_namespace

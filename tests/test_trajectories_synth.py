@@ -9,7 +9,7 @@ from click.testing import CliRunner
 pytest.importorskip("tiktoken", reason="the generator counts tokens with tiktoken (and bpe-openai)")
 
 import agentperf_native as ap  # noqa: E402
-from agentperf_native.cli_trajectories import trajectories  # noqa: E402
+from agentperf_native.cli.trajectories import trajectories  # noqa: E402
 from agentperf_native.trajectories import SynthConfig, compute_stats, generate, load_native, write_jsonl  # noqa: E402
 from agentperf_native.trajectories.stats import compare_to_target  # noqa: E402
 from agentperf_native.trajectories.tokens import load_tokenizer  # noqa: E402

@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 from .endpoint import Endpoint  # noqa: E402
 from .engine import ERROR_KINDS, RECORD_DTYPE, Engine, Snapshot, now_ns  # noqa: E402
 from .phase import PhaseSummary, run_phase, summarize  # noqa: E402
-from .server import SimServer  # noqa: E402
+from .sim.server import SimServer  # noqa: E402
 from .workload import (  # noqa: E402
     Conversation,
     EncodedWorkload,

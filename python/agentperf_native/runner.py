@@ -16,7 +16,7 @@ from .endpoint import Endpoint
 from .engine import Engine, Snapshot, now_ns
 from .phase import PhaseSummary, run_phase
 from .results import RecordWriter, base_manifest, write_json
-from .server import embedded_server
+from .sim.server import embedded_server
 from .workload import RequestPolicy, bundled_path, encode, load_conversations
 
 

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
-from ..workload import Conversation
+from .model import Conversation
 from .detect import NATIVE, detect_format, source_files
 from .importers import IMPORTERS, ImportOptions, ImportResult
 from .importers.common import iter_jsonl

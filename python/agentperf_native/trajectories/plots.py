@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..workload import Conversation
+from .model import Conversation
 from .stats import series
 
 def _num(v: float) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..workload import Conversation, Turn, WorkloadError
+from .model import Conversation, Turn, WorkloadError
 
 SCHEMA_ID = "agentperf.trajectory.v1"
 TURN_METADATA_KEY = "turn_metadata"

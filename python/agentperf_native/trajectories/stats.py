@@ -22,7 +22,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..workload import Conversation
+from .model import Conversation
 from .importers.common import message_text
 from .schema import is_token_only, turn_metadata
 from .tokens import Tokenizer, load_tokenizer, turn_prompt_blocks

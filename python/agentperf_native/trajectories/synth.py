@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from statistics import NormalDist
 from typing import Any, Callable
 
-from ..workload import Conversation, Turn
+from .model import Conversation, Turn
 from .tokens import Tokenizer, load_tokenizer
 
 GENERATOR = "agentperf.synth.v1"

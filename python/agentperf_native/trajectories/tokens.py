@@ -36,7 +36,7 @@ from typing import Any, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from ..workload import Conversation
+from .model import Conversation
 
 ENCODINGS = ("cl100k_base", "o200k_base", "o200k_harmony")
 SYNTHETIC_TAIL_BIT = 1 << 63  # hash ids >= 2**63 name tail blocks that the trace left without an id

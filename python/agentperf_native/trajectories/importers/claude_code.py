@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...workload import Conversation, Turn
+from ..model import Conversation, Turn
 from .common import ImportOptions, ImportResult, SourceError, as_int, gap_s, parse_time_s
 
 FORMAT = "claude-code"

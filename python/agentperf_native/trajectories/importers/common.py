@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
-from ...workload import Conversation
+from ..model import Conversation
 from ..schema import TrajectoryError
 
 # Keys an OpenAI chat request accepts in a message; everything else a recorder adds is dropped.

@@ -26,7 +26,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from ...workload import Conversation, Turn
+from ..model import Conversation, Turn
 from .common import ImportOptions, ImportResult, SourceError, as_int, read_json
 
 FORMAT = "kv-cache-tester"

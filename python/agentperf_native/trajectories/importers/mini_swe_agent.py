@@ -19,7 +19,7 @@ import ast
 from pathlib import Path
 from typing import Any
 
-from ...workload import Conversation, Turn
+from ..model import Conversation, Turn
 from .common import (ImportOptions, ImportResult, SourceError, as_int, clean_message, gap_s, message_text,
                      parse_time_s, read_json, swe_bench_language)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...workload import Conversation, Turn
+from ..model import Conversation, Turn
 from .common import ImportOptions, ImportResult, SourceError, as_int, iter_jsonl
 
 FORMAT = "mooncake"

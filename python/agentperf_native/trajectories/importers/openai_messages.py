@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ...workload import Conversation, Turn
+from ..model import Conversation, Turn
 from ..schema import check_tools
 from .common import (ImportOptions, iter_jsonl, ImportResult, SourceError, as_int, clean_message, message_text,
                      split_system)

@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ...workload import Conversation, Turn
+from ..model import Conversation, Turn
 from .common import ImportOptions, ImportResult, SourceError, as_int, clean_message, read_json, swe_bench_language
 
 FORMAT = "swe-agent"

@@ -6,7 +6,7 @@ capacity):
 - ``null``: the first output event ``ttft_s`` after the request is received, then one event every
   ``itl_s``; no batch, no queue, no cache. The answer is known exactly (the engine's ground truth).
 - ``batching``: one engine replica with continuous batching, chunked prefill at a token rate, a
-  prefix cache and a FIFO queue (:class:`~agentperf_native.sim_presets.BatchingParams`).
+  prefix cache and a FIFO queue (:class:`~agentperf_native.sim.presets.BatchingParams`).
 
 ``SimServer()`` with no model arguments is the null server (200 ms TTFT, 10 ms ITL);
 ``SimServer(preset="h200-class")`` or ``SimServer(params=BatchingParams(...))`` is a batching one.
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _core
-from .sim_presets import DEFAULT_EMBEDDED_PRESET, BatchingParams, Preset, apply_overrides, get_preset
+from .. import _core
+from .presets import DEFAULT_EMBEDDED_PRESET, BatchingParams, Preset, apply_overrides, get_preset
 
 FAULT_KINDS = ("http_500", "http_429", "http_503", "reset", "truncate", "malformed", "stall", "slow_headers")
 
@@ -25,7 +25,7 @@ FAULT_KINDS = ("http_500", "http_429", "http_503", "reset", "truncate", "malform
 class SimServer:
     """OpenAI-compatible streaming server on loopback (HTTP/1.1 and h2c) whose timing comes from a model.
 
-    Model: ``preset`` (a name in :data:`~agentperf_native.sim_presets.PRESETS`) or ``params`` (a
+    Model: ``preset`` (a name in :data:`~agentperf_native.sim.presets.PRESETS`) or ``params`` (a
     :class:`BatchingParams`); neither means the null model with ``ttft_s`` / ``itl_s`` /
     ``tokens_per_chunk`` (the preset ``"null"`` uses those too). A response has the request's
     ``max_tokens`` tokens (else ``output_tokens``); without ``ignore_eos`` a request stops early
@@ -108,7 +108,7 @@ def embedded_server(preset: str | None = None, *, ttft_s: float = 0.2, itl_s: fl
                     seed: int = 1) -> SimServer:
     """The server ``agentperf-native run`` starts without ``--url`` (not started yet).
 
-    ``preset`` None means :data:`~agentperf_native.sim_presets.DEFAULT_EMBEDDED_PRESET`; ``ttft_s``
+    ``preset`` None means :data:`~agentperf_native.sim.presets.DEFAULT_EMBEDDED_PRESET`; ``ttft_s``
     and ``itl_s`` apply to the ``null`` preset only. It listens on a free loopback port.
     """
     return SimServer(preset=preset or DEFAULT_EMBEDDED_PRESET, ttft_s=ttft_s, itl_s=itl_s, seed=seed)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from .trajectories import (FORMATS, ImportOptions, SynthConfig, TrajectoryError, TokenizerError, compute_stats,
+from ..trajectories import (FORMATS, ImportOptions, SynthConfig, TrajectoryError, TokenizerError, compute_stats,
                            convert_files, format_stats, generate, load, write_jsonl)
-from .trajectories.stats import compare_to_target
+from ..trajectories.stats import compare_to_target
 
 _ERRORS = (TrajectoryError, TokenizerError, OSError)
 
@@ -122,7 +122,7 @@ def inspect_(paths: tuple[Path, ...], fmt: str | None, tokenizer: str, plot_dir:
             for what, measured, target, ok in rows:
                 click.echo(f"  {what:32} {measured:>12,.2f}  target {target:>10,.2f}  {'ok' if ok else 'OFF'}")
     if plot_dir is not None:
-        from .trajectories.plots import write_histograms
+        from ..trajectories.plots import write_histograms
         try:
             written = write_histograms(conversations, plot_dir, tokenizer, title=", ".join(p.name for p in paths))
         except RuntimeError as e:

@@ -8,9 +8,9 @@ import threading
 
 import click
 
-from . import __version__
-from .durations import format_duration, parse_duration
-from .engine import Snapshot
+from .. import __version__
+from ..durations import format_duration, parse_duration
+from ..engine import Snapshot
 
 
 class Duration(click.ParamType):
@@ -133,8 +133,8 @@ def run(url, model, trajectories, concurrency, duration, tier_specs, tier_preset
         start_turn, no_cache_isolation, share_system_prompt, history, output_length, tool_delay, tool_delay_cap,
         sim_ttft, sim_itl, sim_preset) -> None:
     """Find the largest concurrency each SLO tier holds (or, with --concurrency, run one phase); write results."""
-    from .runner import RunConfig, RunError, execute
-    from .workload import WorkloadError
+    from ..runner import RunConfig, RunError, execute
+    from ..workload import WorkloadError
 
     given = click.get_current_context().get_parameter_source
     if sim_preset is None and any(given(n) is not click.core.ParameterSource.DEFAULT for n in ("sim_ttft", "sim_itl")):
@@ -215,9 +215,9 @@ def _fmt_num(x) -> str:
 
 
 def _run_search(cfg) -> None:
-    from .report import report
-    from .runner import RunError, execute_search
-    from .workload import WorkloadError
+    from ..report import report
+    from ..runner import RunError, execute_search
+    from ..workload import WorkloadError
 
     display = SearchDisplay()
     try:
@@ -235,7 +235,7 @@ def _run_search(cfg) -> None:
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 def report(directory) -> None:
     """Print the tier table of a results directory and write its plots and report.html."""
-    from .report import report as make_report
+    from ..report import report as make_report
 
     try:
         table, files = make_report(directory)
@@ -277,7 +277,7 @@ def report(directory) -> None:
 def serve_sim(host, port, workers, preset, model_kind, params, ttft, itl, tokens, tokens_per_chunk, early_stop, model,
               seed, faults, stall, slow_headers) -> None:
     """Serve the built-in simulated OpenAI-compatible endpoint until SIGINT/SIGTERM."""
-    from .server import server_from_options
+    from ..sim.server import server_from_options
 
     fault_map, overrides = {}, {}
     for spec in faults:
@@ -313,7 +313,7 @@ def serve_sim(host, port, workers, preset, model_kind, params, ttft, itl, tokens
     click.echo(f"stopped after {m['requests_total']} requests, {m['tokens_generated']} tokens", err=True)
 
 
-from .cli_trajectories import trajectories  # noqa: E402
+from .trajectories import trajectories  # noqa: E402
 
 main.add_command(trajectories)
 

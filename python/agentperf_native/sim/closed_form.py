@@ -31,8 +31,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .sim_presets import BatchingParams
-from .tiers import Tier
+from .presets import BatchingParams
+from ..tiers import Tier
 
 
 @dataclass(frozen=True)
@@ -232,7 +232,7 @@ def simulate(concurrency: int, params: BatchingParams, workload: WorkloadShape, 
 
     import numpy as np
 
-    from . import _core
+    from .. import _core
 
     pr = predict(concurrency, params, workload)
     if spawn_interval_s is None:
