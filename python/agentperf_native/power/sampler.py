@@ -349,9 +349,10 @@ class PowerSampler(abc.ABC):
 
     async def window_settled(self, start_ns: int, end_ns: int, *, timeout_s: float | None = None) -> PowerWindow:
         """:meth:`window` once a reading at or after ``end_ns`` exists (so the window's end is
-        bracketed), waiting at most ``timeout_s`` (default: two intervals + 1 s). Only while
-        :meth:`run` runs on this loop; otherwise it returns at once."""
-        if self._executor is not None and self._last_read_ns < end_ns:
+        bracketed), waiting at most ``timeout_s`` (default: two intervals + 1 s). For a sampler
+        that :meth:`run` runs (or is about to run) on this loop; once it has stopped this returns
+        at once."""
+        if self.stopped_ns is None and self._last_read_ns < end_ns:
             fut = asyncio.get_running_loop().create_future()
             self._readers.append((end_ns, fut))
             wait = timeout_s if timeout_s is not None else 2 * self.interval_s + 1.0
