@@ -263,3 +263,21 @@ def test_constant():
     assert any("not a measurement" in n for n in w.notes)
     with pytest.raises(ValueError):
         ConstantSampler(0)
+
+
+@pytest.mark.parametrize("scale, trusted", [(1.0, True), (5.0, True), (0.5, True), (12.0, False), (0.05, False)])
+def test_counter_cross_check_against_power_x_time(scale, trusted):
+    # A counter reading `scale` × the truth (AMD-SMI on some parts): kept within 0.1–10×.
+    s = opened(n=1)
+    s.add_readings([Reading(0, k * S // 10, 200.0, scale * 200.0 * k / 10) for k in range(11)])
+    s.cross_check_counters(after_s=2.0)
+    assert s.has_counter(0)                       # not enough readings yet: nothing decided
+    s.add_readings([Reading(0, k * S // 10, 200.0, scale * 200.0 * k / 10) for k in range(11, 31)])
+    s.cross_check_counters(after_s=2.0)
+    assert s.has_counter(0) is trusted
+    w = s.window(0, 3 * S)
+    if trusted:
+        assert w.method == "energy_counter" and w.mean_w == pytest.approx(200.0 * scale)
+    else:
+        assert w.method == "integrated_samples" and w.mean_w == pytest.approx(200.0)
+        assert any("outside 0.1–10×" in n for n in w.notes)

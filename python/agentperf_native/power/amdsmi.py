@@ -19,7 +19,6 @@ import os
 import sys
 from typing import Any, Iterator, Sequence
 
-from . import integrate
 from .sampler import Device, PowerSampler, PowerUnavailable, Reading, _one_line, now_ns
 
 #: The counter / power × time ratio outside which the counter is not trusted (as Zeus does).
@@ -112,7 +111,6 @@ class AmdSmiSampler(PowerSampler):
         self._smi: Any = None
         self._handles: list[Any] = []
         self._has_energy: list[bool] = []
-        self._checked: set[int] = set()
 
     def _open(self) -> list[Device]:
         smi = import_amdsmi()
@@ -173,25 +171,7 @@ class AmdSmiSampler(PowerSampler):
         return out
 
     def _after_read(self) -> None:
-        """Once ``cross_check_s`` of readings exist for a device, compare its counter with power ×
-        time and drop the counter outside :data:`RATIO_RANGE`."""
-        for d in self.devices:
-            if d.index in self._checked or not self._has_energy[d.index]:
-                continue
-            pt, pw, et, ej = self._snapshot(d.index)
-            if not et or et[-1] - et[0] < self.cross_check_s * 1e9:
-                continue
-            self._checked.add(d.index)
-            a, b = et[0], et[-1]
-            counter = integrate.counter_energy(et, ej, a, b).energy_j
-            sampled = integrate.sample_energy(pt, pw, a, b).energy_j if len(pt) > 1 else 0.0
-            if sampled <= 0:
-                continue
-            ratio = counter / sampled
-            if not RATIO_RANGE[0] <= ratio <= RATIO_RANGE[1]:
-                self.distrust_counter(d.index, f"device {d.index}: the energy counter read {ratio:.2f}× the sampled "
-                                      f"power × time over the first {self.cross_check_s:g} s (outside "
-                                      f"{RATIO_RANGE[0]:g}–{RATIO_RANGE[1]:g}×): using the power samples")
+        self.cross_check_counters(after_s=self.cross_check_s, ratio_range=RATIO_RANGE)
 
     def _close(self) -> None:
         if self._smi is not None:

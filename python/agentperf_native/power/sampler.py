@@ -31,7 +31,6 @@ import csv
 import statistics
 import threading
 import time
-from bisect import bisect_left
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -168,6 +167,7 @@ class PowerSampler(abc.ABC):
         #: The counter's update period when known (measured or documented); None: estimated from readings.
         self.counter_update_ns: int | None = None
         self._counter_ok: dict[int, str | None] = {}   # device -> None (trusted) or why not
+        self._cross_checked: set[int] = set()
         self._lock = threading.Lock()
         self._p_t: dict[int, list[int]] = {}
         self._p_w: dict[int, list[float]] = {}
@@ -256,6 +256,27 @@ class PowerSampler(abc.ABC):
         """Stops using ``device``'s energy counter (windows use its power samples); ``why`` is a
         sentence that goes into every window's notes."""
         self._counter_ok[device] = why
+
+    def cross_check_counters(self, *, after_s: float, ratio_range: tuple[float, float] = (0.1, 10.0)) -> None:
+        """Once a device has ``after_s`` of counter readings, compares its counter's energy with
+        its sampled power × time over them, once; outside ``ratio_range`` the counter is distrusted
+        (some parts report it wrong). Sources that need it call this from :meth:`_after_read`."""
+        for d in self.devices:
+            if d.index in self._cross_checked:
+                continue
+            pt, pw, et, ej = self._snapshot(d.index)
+            if not et or et[-1] - et[0] < after_s * 1e9:
+                continue
+            self._cross_checked.add(d.index)
+            a, b = et[0], et[-1]
+            sampled = integrate.sample_energy(pt, pw, a, b, max_bridge_ns=self.max_bridge_ns)
+            if sampled.coverage < 0.5 or sampled.energy_j <= 0:
+                continue
+            ratio = integrate.counter_energy(et, ej, a, b).energy_j / (sampled.energy_j / sampled.coverage)
+            if not ratio_range[0] <= ratio <= ratio_range[1]:
+                self.distrust_counter(d.index, f"device {d.index}: the energy counter read {ratio:.2f}× the sampled "
+                                      f"power × time over the first {after_s:g} s (outside {ratio_range[0]:g}–"
+                                      f"{ratio_range[1]:g}×): using the power samples")
 
     @property
     def failures(self) -> int:
@@ -532,12 +553,3 @@ def _dedupe(items: Iterable[str]) -> list[str]:
         seen.setdefault(i, None)
     return list(seen)
 
-
-def nearest_index(times_ns: Sequence[int], t_ns: int) -> int:
-    """Index of the reading nearest ``t_ns`` (``times_ns`` sorted, non-empty)."""
-    i = bisect_left(times_ns, t_ns)
-    if i == 0:
-        return 0
-    if i == len(times_ns):
-        return i - 1
-    return i if times_ns[i] - t_ns < t_ns - times_ns[i - 1] else i - 1
