@@ -522,7 +522,7 @@ class PowerSampler(abc.ABC):
             "boundary": self.boundary,
             "interval_s": self.interval_s,
             "devices": [asdict(d) for d in self.devices],
-            "counters": {d.index: ("trusted" if self._counter_ok.get(d.index) is None and self._snapshot(d.index)[2]
+            "counters": {str(d.index): ("trusted" if self._counter_ok.get(d.index) is None and self._snapshot(d.index)[2]
                                    else (self._counter_ok.get(d.index) or "none")) for d in self.devices},
             "counter_update_ms": None if self.counter_update_ns is None else self.counter_update_ns / 1e6,
             "failures": self._failures,
