@@ -9,9 +9,12 @@ import time
 import urllib.request
 
 import numpy as np
+import pytest
 
 import agentperf_native as ap
-from agentperf_native.results import read_records
+from agentperf_native.cli.run import CONVERT, FIELD_OF, run
+from agentperf_native.results import Probe, read_records
+from agentperf_native.runner import RunConfig
 
 CLI = [sys.executable, "-m", "agentperf_native.cli"]
 
@@ -25,19 +28,26 @@ def test_run_on_the_embedded_default_writes_a_results_directory(tmp_path):
     assert "built-in simulated server" in proc.stderr
     assert "agents 8/8" in proc.stderr  # the progress line
     summary = json.loads((out / "summary.json").read_text())
-    for key in ("requests_total", "requests_failed", "output_tokens_total", "duration_s"):
-        assert key in summary
-    assert set(summary["ttft_s"]) >= {"p50", "p95", "p99"}
-    assert set(summary["output_speed_tps"]) >= {"p25", "p50"}
-    assert summary["requests_total"] > 0 and summary["requests_failed"] == 0
-    assert summary["duration_s"] == 3.0 and summary["complete"] is True
+    assert summary["mode"] == "phase" and summary["complete"] is True
+    phase = summary["phase"]
+    # A fixed phase writes the same probe record as a search, to phases.json too.
+    assert json.loads((out / "phases.json").read_text())["probes"] == [phase]
+    assert set(phase) >= set(Probe.__dataclass_fields__)
+    assert set(phase["ttft_s"]) >= {"p50", "p95", "p99"}
+    assert set(phase["output_speed_tps"]) >= {"p25", "p50"}
+    assert phase["requests"] > 0 and phase["requests_failed"] == 0
+    assert phase["duration_s"] == 3.0 and phase["phase"] == "fixed" and phase["steady"]
     # TTFT from the built-in server: 50 ms plus loopback.
-    assert 0.05 <= summary["ttft_s"]["p50"] < 0.06
+    assert 0.05 <= phase["ttft_s"]["p50"] < 0.06
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"] == "agentperf-sim" and len(manifest["workload"]["sha256"]) == 64
-    records = read_records(out / "requests.csv")
-    assert len(records) == summary["records_written"] >= summary["requests_total"]
-    assert int(records["output_tokens"][records["error_kind"] == 0].sum()) >= summary["output_tokens_total"]
+    records = read_records(out)
+    assert len(records) == summary["records_written"] >= phase["requests"]
+    assert int(records["output_tokens"][records["error_kind"] == 0].sum()) >= phase["output_tokens"]
+    # report DIR on a fixed phase shows its figures.
+    shown = subprocess.run(CLI + ["report", str(out)], capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert f"Fixed phase: 8 agents, window 3 s: {phase['requests']:,} requests" in shown.stdout
 
 
 def test_run_reports_failures_and_goes_on(tmp_path):
@@ -49,10 +59,10 @@ def test_run_reports_failures_and_goes_on(tmp_path):
     finally:
         server.stop()
     assert proc.returncode == 0, proc.stderr
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["requests_failed"] > 0
-    assert summary["requests_failed"] < summary["requests_total"]
-    assert summary["failures_by_kind"] == {"http_status": summary["requests_failed"]}
+    phase = json.loads((out / "summary.json").read_text())["phase"]
+    assert phase["requests_failed"] > 0
+    assert phase["requests_failed"] < phase["requests"]
+    assert phase["failures_by_kind"] == {"http_status": phase["requests_failed"]}
     assert "failed" in proc.stdout and "http_status" in proc.stdout
 
 
@@ -72,23 +82,25 @@ def test_run_with_a_bad_trajectory_file_names_the_line(tmp_path):
     assert f"{bad}:1, turns[0]: field 'messages'" in proc.stderr
 
 
-def test_interrupted_run_keeps_records_and_says_so(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_keeps_records_and_says_so(tmp_path, sig):
     out = tmp_path / "res"
     proc = subprocess.Popen(CLI + ["run", "--concurrency", "4", "--duration", "60s", "--out", str(out),
                                    "--sim-ttft", "10ms", "--sim-itl", "1ms"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if (out / "requests.csv").exists() and (out / "requests.csv").stat().st_size > 2000:
+        if (out / "requests.bin").exists() and (out / "requests.bin").stat().st_size > 2000:
             break
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["complete"] is False
-    assert summary["requests_total"] > 0
-    records = read_records(out / "requests.csv")
+    assert summary["phase"]["requests"] > 0 and summary["phase"]["not_steady_reason"] == "interrupted"
+    assert f"stopped by {sig.name}" in summary["notes"]
+    records = read_records(out)
     assert len(records) == summary["records_written"]
 
 
@@ -113,3 +125,14 @@ def test_serve_sim_prints_its_address_serves_and_stops_on_sigterm():
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
     assert proc.returncode == 0
+
+
+def test_every_run_option_maps_to_a_run_config_field_with_the_same_default():
+    defaults = RunConfig()
+    for param in run.params:
+        field = FIELD_OF.get(param.name, param.name)
+        assert hasattr(defaults, field), f"--{param.name} has no RunConfig field"
+        default = () if param.multiple else param.default
+        if param.name in CONVERT:
+            default = CONVERT[param.name](default)
+        assert default == getattr(defaults, field), f"--{param.name}: CLI default {default!r} != RunConfig's"

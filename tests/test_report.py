@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from agentperf_native.report import format_tier_table, load_results, report, write_html, write_plots
+from agentperf_native.results import Probe, Summary, TierResult, from_dict
+from agentperf_native.results import write_json as write_results_json
 
 DATA = Path(__file__).parent / "data" / "report"
 TIER_A = "dsv4-pro 20t/s@10s"
@@ -19,16 +21,41 @@ TIER_B = "dsv4-pro 60t/s@5s"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+def written_by_the_writer(name: str, tmp_path: Path) -> Path:
+    """A results directory whose files are written by the real writer: the fixture's values go
+    through the results schema (Probe, Summary) and ``write_json``, as a run writes them."""
+    src, out = DATA / name, tmp_path / name
+    out.mkdir()
+    write_results_json(out / "manifest.json", json.loads((src / "manifest.json").read_text()))
+    probes = json.loads((src / "phases.json").read_text())["probes"]
+    write_results_json(out / "phases.json", {"probes": [from_dict(Probe, p).to_dict() for p in probes]})
+    if (src / "summary.json").exists():
+        write_results_json(out / "summary.json", from_dict(Summary, json.loads((src / "summary.json").read_text())).to_dict())
+    return out
+
+
 @pytest.fixture
 def complete_dir(tmp_path: Path) -> Path:
     """Ramp 1, 2, 4, 8 (8 fails both tiers), bisection 6 (not steady), 6, 3, 7 (7 fails both)."""
-    return Path(shutil.copytree(DATA / "complete", tmp_path / "complete"))
+    return written_by_the_writer("complete", tmp_path)
 
 
 @pytest.fixture
 def incomplete_dir(tmp_path: Path) -> Path:
     """The same run stopped after the non-steady probe: no summary.json."""
-    return Path(shutil.copytree(DATA / "incomplete", tmp_path / "incomplete"))
+    return written_by_the_writer("incomplete", tmp_path)
+
+
+@pytest.mark.parametrize("name", ["complete", "incomplete"])
+def test_fixtures_hold_only_fields_the_writer_writes(name: str):
+    probes = json.loads((DATA / name / "phases.json").read_text())["probes"]
+    for p in probes:
+        assert set(p) <= set(Probe.__dataclass_fields__), set(p) - set(Probe.__dataclass_fields__)
+    if (DATA / name / "summary.json").exists():
+        summary = json.loads((DATA / name / "summary.json").read_text())
+        assert set(summary) <= set(Summary.__dataclass_fields__), set(summary) - set(Summary.__dataclass_fields__)
+        for t in summary["tiers"]:
+            assert set(t) <= set(TierResult.__dataclass_fields__)
 
 
 def tier_row(table: str, name: str) -> list[str]:

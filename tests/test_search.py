@@ -10,9 +10,26 @@ import pytest
 
 import agentperf_native as ap
 from agentperf_native.sim.closed_form import predict
-from agentperf_native.search import PhaseRules, ProbeRunner, search
+from agentperf_native.orchestrate import Orchestrator, run_loop
+from agentperf_native.probe import PhaseRules, ProbeRunner
+from agentperf_native.search import search
 from agentperf_native.tiers import Tier, resolve_tiers
 from test_sim_capacity import PARAMS, SHAPE, workload
+
+
+def with_runner(engine, tiers, rules, body):
+    """Runs ``await body(runner)`` on the orchestration loop, as the run command does."""
+    orch = Orchestrator(engine)
+
+    async def main():
+        async with orch:
+            runner = ProbeRunner(orch, tiers, rules, [1], origin_ns=ap.now_ns())
+            try:
+                return await body(runner)
+            finally:
+                engine.stop()
+
+    return run_loop(main)
 
 
 def _tier_with_capacity(n: int, name: str) -> Tier:
@@ -29,9 +46,7 @@ def test_search_finds_each_tiers_capacity_with_a_ramp_then_a_bisection():
     with ap.SimServer(params=PARAMS) as server:
         engine = ap.Engine(server.url, workload(), workers=1, spawn_interval_s=spawn_s)
         rules = PhaseRules(warmup_s=0.5, window_s=3.0, drain_timeout_s=30)
-        runner = ProbeRunner(engine, tiers, rules, [1], origin_ns=ap.now_ns())
-        result = search(runner, start=1, max_concurrency=64)
-        engine.stop()
+        result = with_runner(engine, tiers, rules, lambda r: search(r, start=1, max_concurrency=64))
     found = {t.name: t.max_agents for t in result.tiers}
     assert found == {"A": 6, "B": 11}, [(p.concurrency, p.slo_output_speed_p25_tps, p.tier_pass) for p in result.probes]
     phases = [p.phase for p in result.probes]
@@ -44,6 +59,21 @@ def test_search_finds_each_tiers_capacity_with_a_ramp_then_a_bisection():
         assert t.first_fail == t.max_agents + 1
 
 
+def test_a_tier_that_passes_at_the_ceiling_does_not_stop_the_others_bisection():
+    # B passes everywhere (it reaches the ceiling); A's closed-form capacity, 6, must still be found.
+    tiers = [_tier_with_capacity(6, "A"), Tier("B", 0.001, 1000.0)]
+    spawn_s = predict(8, PARAMS, SHAPE).cycle_s / PARAMS.max_batch
+    with ap.SimServer(params=PARAMS) as server:
+        engine = ap.Engine(server.url, workload(), workers=1, spawn_interval_s=spawn_s)
+        rules = PhaseRules(warmup_s=0.5, window_s=3.0, drain_timeout_s=30)
+        result = with_runner(engine, tiers, rules, lambda r: search(r, start=1, max_concurrency=8))
+    found = {t.name: (t.max_agents, t.stop_reason) for t in result.tiers}
+    assert found["A"][0] == 6, [(p.concurrency, p.slo_output_speed_p25_tps, p.tier_pass) for p in result.probes]
+    assert found["A"][1].startswith("resolution reached")
+    assert found["B"][0] == 8 and found["B"][1].startswith("ceiling reached")
+    assert [p.concurrency for p in result.probes if p.phase == "bisect"] == [6, 7]
+
+
 def test_a_phase_whose_agents_cannot_become_active_is_not_a_pass():
     import socket
 
@@ -53,9 +83,7 @@ def test_a_phase_whose_agents_cannot_become_active_is_not_a_pass():
     s.close()  # nothing listens: no agent can ever send a request
     engine = ap.Engine(f"http://127.0.0.1:{port}/v1", workload(), workers=1)
     rules = PhaseRules(warmup_s=0.1, window_s=0.5, activation_timeout_s=1.0, drain_timeout_s=2)
-    runner = ProbeRunner(engine, resolve_tiers(["1:100"]), rules, [1], origin_ns=ap.now_ns())
-    probe = runner.run(4, "ramp")
-    engine.stop()
+    probe = with_runner(engine, resolve_tiers(["1:100"]), rules, lambda r: r.run(4, "ramp"))
     assert not probe.steady
     assert "0 of 4 agents became active" in probe.not_steady_reason
     assert probe.tier_pass == {"1t/s@100s": False}
@@ -65,9 +93,7 @@ def test_window_rules_that_cannot_be_met_make_the_probe_not_steady():
     with ap.SimServer(ttft_s=0.01, itl_s=0.001) as server:
         engine = ap.Engine(server.url, workload(), workers=1)
         rules = PhaseRules(warmup_s=0.1, window_s=0.3, min_trajectories=10_000, max_window_s=0.6, drain_timeout_s=5)
-        runner = ProbeRunner(engine, resolve_tiers(["1:100"]), rules, [1], origin_ns=ap.now_ns())
-        probe = runner.run(2, "ramp")
-        engine.stop()
+        probe = with_runner(engine, resolve_tiers(["1:100"]), rules, lambda r: r.run(2, "ramp"))
     assert probe.requests > 0
     assert not probe.steady and "window rules not met" in probe.not_steady_reason
     assert not any(probe.tier_pass.values())
@@ -77,9 +103,7 @@ def test_failed_requests_count_as_violations():
     with ap.SimServer(ttft_s=0.01, itl_s=0.001, faults={"http_503": 0.5}) as server:
         engine = ap.Engine(server.url, workload(), workers=1)
         rules = PhaseRules(warmup_s=0.1, window_s=1.0, drain_timeout_s=5)
-        runner = ProbeRunner(engine, resolve_tiers(["1:100"]), rules, [1], origin_ns=ap.now_ns())
-        probe = runner.run(4, "ramp")
-        engine.stop()
+        probe = with_runner(engine, resolve_tiers(["1:100"]), rules, lambda r: r.run(4, "ramp"))
     # Every successful request is fast, but half failed: the P25 speed is a failure's 0.
     assert probe.steady and probe.requests_failed > probe.requests * 0.3
     assert probe.output_speed_tps["p25"] > 100

@@ -239,8 +239,8 @@ def test_run_without_url_starts_the_default_preset(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["server"]["model_kind"] == "batching" and manifest["server"]["preset"] == "h200-class"
     assert manifest["server"]["params"]["max_batch"] == 128
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["requests_total"] > 0 and summary["requests_failed"] == 0
+    summary = json.loads((out / "summary.json").read_text())["phase"]
+    assert summary["requests"] > 0 and summary["requests_failed"] == 0
 
 
 def test_h2c_serves_the_engine_as_http1_does(sim):
@@ -249,7 +249,7 @@ def test_h2c_serves_the_engine_as_http1_does(sim):
         messages=[{"role": "user", "content": "hi"}], output_tokens=20)])], model=server.model), workers=1,
         protocol="h2")
     summary, records = ap.run_phase(engine, 16, 1.5)
-    assert summary.requests_failed == 0 and summary.requests_total >= 32
+    assert summary.requests_failed == 0 and summary.requests >= 32
     assert server.metrics()["connections_accepted"] == 1  # 16 agents multiplexed on one connection
     assert 0.05 <= summary.ttft_s["p95"] < 0.055
     assert summary.output_speed_tps["p50"] == pytest.approx(19 / (19 * 0.005), rel=0.02)

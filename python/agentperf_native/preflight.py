@@ -7,6 +7,7 @@ urllib, one request.
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
@@ -34,8 +35,25 @@ class Preflight:
         return asdict(self)
 
 
-def check(endpoint: Endpoint, model: str, *, api_key: str | None = None, ca_file: str | None = None,
-          insecure: bool = False, tokens: int = 16, timeout_s: float = 60.0) -> Preflight:
+TRANSIENT_STATUSES = (429, 500, 502, 503, 504)
+
+
+def check(endpoint: Endpoint, model: str, *, attempts: int = 3, **kw) -> Preflight:
+    """The pre-flight request; a transient fault (connection error, reset, 429/5xx, a cut stream)
+    is retried (``attempts`` in all), and the last answer says what every attempt saw."""
+    seen: list[str] = []
+    for _ in range(attempts):
+        result = _check_once(endpoint, model, **kw)
+        if result.ok or not (result.status == 0 or result.status in TRANSIENT_STATUSES):
+            break
+        seen.append(result.problem or f"HTTP {result.status}")
+    if not result.ok and len(seen) > 1:
+        result.problem = f"{len(seen)} attempts failed: " + "; ".join(seen)
+    return result
+
+
+def _check_once(endpoint: Endpoint, model: str, *, api_key: str | None = None, ca_file: str | None = None,
+                insecure: bool = False, tokens: int = 16, timeout_s: float = 60.0) -> Preflight:
     body = json.dumps({"model": model, "stream": True, "stream_options": {"include_usage": True},
                        "max_tokens": tokens, "min_tokens": tokens, "ignore_eos": True,
                        "messages": [{"role": "user", "content": "Count from one to one hundred."}]}).encode()
@@ -61,7 +79,7 @@ def check(endpoint: Endpoint, model: str, *, api_key: str | None = None, ca_file
         detail = e.read(300).decode("utf-8", "replace")
         return Preflight(False, e.code, 0, 0, False, None, tokens, False, None,
                          f"POST {endpoint.base_url}/chat/completions answered HTTP {e.code}: {detail}")
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
         return Preflight(False, 0, 0, 0, False, None, tokens, False, None,
                          f"POST {endpoint.base_url}/chat/completions failed: {e}")
     problem = None

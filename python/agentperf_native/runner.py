@@ -1,4 +1,11 @@
-"""The ``run`` job: endpoint (or the embedded simulator), workload, one phase, results directory."""
+"""The ``run`` job: endpoint (or the embedded simulator), workload, probes, results directory.
+
+One path for both modes: a capacity search (``run``) and a fixed phase (``run --concurrency N``)
+both run :class:`~agentperf_native.probe.ProbeRunner` probes on the orchestration loop, write the
+same probe records to ``phases.json`` (the probe in progress included) and ``summary.json`` last.
+SIGINT / SIGTERM stop at the next tick: every record is drained and written, and the summary says
+the run is incomplete.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +20,13 @@ from typing import Callable, Iterator
 
 from . import preflight
 from .endpoint import Endpoint
-from .engine import Engine, Snapshot, now_ns
-from .phase import PhaseSummary, run_phase
-from .results import RecordWriter, base_manifest, write_json
+from .engine import Engine, now_ns
+from .orchestrate import Interrupted, Orchestrator, run_loop
+from .probe import PhaseRules, ProbeRunner, ProbeState
+from .results import Probe, RecordFile, Summary, base_manifest, validity_of, write_json
+from .results.records import dtype_description
+from .search import search
+from .tiers import Tier, resolve_tiers
 from .sim.server import embedded_server
 from .workload import RequestPolicy, bundled_path, encode, load_conversations
 
@@ -25,7 +36,7 @@ class RunConfig:
     url: str | None = None  # None: start the built-in simulator
     model: str | None = None
     trajectories: str | None = None  # None: the bundled default set
-    concurrency: int | None = 16  # None: the capacity search
+    concurrency: int | None = None  # None: the capacity search; N: one fixed phase of N agents
     duration_s: float = 60.0
     ramp_s: float = 0.0  # agents arrive evenly over this time (0: all at once)
     out: str = "results"
@@ -58,6 +69,12 @@ class RunConfig:
     start_concurrency: int = 1
     max_concurrency: int = 1024
     resolution: float = 0.0  # bisection stops when the gap <= max(1, resolution × last pass)
+    power: tuple[str, ...] = ("auto",)  # --power sources (prometheus:URL may repeat)
+    accelerators: int | None = None  # None: the count the power source sees
+    accelerators_per_system: int | None = None
+    system_name: str | None = None
+    price_per_hour: float | None = None  # $ per hour of the system under test (all its accelerators)
+    idle_power_s: float = 3.0  # idle power measured for this long before the first probe
     sim_preset: str | None = None  # None: server.DEFAULT_EMBEDDED_PRESET; "null" uses sim_ttft_s / sim_itl_s
 
 
@@ -85,8 +102,9 @@ class RunContext:
     workload: object
     engine: Engine
     manifest: dict
-    writer: RecordWriter
+    records: RecordFile
     origin_ns: int
+    sim_metrics_url: str | None = None
 
 
 @contextmanager
@@ -94,7 +112,7 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None]) -> 
     """Sets up a run: the endpoint (or the embedded simulator), pre-flight, workload, engine, manifest."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("summary.json", "phases.json"):
+    for stale in ("summary.json", "phases.json", "requests.bin"):
         (out / stale).unlink(missing_ok=True)  # summary.json's presence must mean *this* run finished
     api_key = _api_key(cfg)
     path = Path(cfg.trajectories) if cfg.trajectories else bundled_path()
@@ -102,12 +120,14 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None]) -> 
 
     with ExitStack() as stack:
         server_info: dict = {}
+        sim_metrics_url = None
         if cfg.url is None:
             sim = stack.enter_context(embedded_server(cfg.sim_preset, ttft_s=cfg.sim_ttft_s, itl_s=cfg.sim_itl_s,
                                                       seed=cfg.seed))
             endpoint = Endpoint.parse(sim.url)
             model = cfg.model or sim.model
             server_info = sim.describe()
+            sim_metrics_url = sim.url.rsplit("/v1", 1)[0] + "/metrics"
             log(f"no --url: started the built-in simulated server ({server_info['preset']} preset) at {sim.url}")
         else:
             endpoint = Endpoint.parse(cfg.url)
@@ -154,9 +174,11 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None]) -> 
             "endpoint": endpoint.base_url, "model": model, "server": server_info,
             "preflight": pre.to_dict() if pre else None,
             "workload": {"path": str(path), "conversations": len(conversations), "sha256": workload.digest,
-                         "requests_per_pass": workload.requests_per_pass},
+                         "requests_per_pass": workload.requests_per_pass,
+                         "turns_per_conversation": [len(c.turns) for c in conversations]},
             "started_unix_s": time.time(),
-            "clock": "CLOCK_MONOTONIC ns; requests.csv times are relative to time_origin_ns",
+            "clock": "CLOCK_MONOTONIC ns (records, windows); time_origin_ns is the run's origin",
+            "records": dtype_description(),
         })
         spawn = cfg.ramp_s / cfg.concurrency if cfg.concurrency else 0.0
         engine = Engine(endpoint, workload, workers=cfg.workers, api_key=api_key,
@@ -169,98 +191,199 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None]) -> 
         manifest["time_origin_ns"] = origin
         manifest["engine_workers"] = engine.workers
         write_json(out / "manifest.json", manifest)
-        writer = RecordWriter(out / "requests.csv", origin)
-        stack.callback(writer.close)
-        yield RunContext(out, endpoint, model, conversations, workload, engine, manifest, writer, origin)
+        (out / "requests.bin").unlink(missing_ok=True)
+        records = RecordFile(out / "requests.bin")
+        stack.callback(records.close)
+        yield RunContext(out, endpoint, model, conversations, workload, engine, manifest, records, origin,
+                         sim_metrics_url)
 
 
-def execute(cfg: RunConfig, command: list[str], progress: Callable[[float, Snapshot, str], None] | None = None,
-            log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> tuple[Path, PhaseSummary]:
-    """One phase at a fixed concurrency (``run --concurrency N``)."""
-    with prepared(cfg, command, log) as ctx:
-        summary, _ = run_phase(ctx.engine, cfg.concurrency, cfg.duration_s, writer=ctx.writer,
-                               drain_timeout_s=cfg.request_timeout_s, progress=progress)
-        doc = dataclasses.asdict(summary)
-        doc["mode"] = "phase"
-        doc["endpoint"], doc["model"] = ctx.endpoint.base_url, ctx.model
-        doc["records_written"] = ctx.writer.count
-        doc["complete"] = not summary.interrupted
-        write_json(ctx.out / "summary.json", doc)
-    return ctx.out, summary
-
-
-def execute_search(cfg: RunConfig, command: list[str], progress=None,
-                   log: Callable[[str], None] = lambda s: print(s, file=sys.stderr), on_probe=None):
-    """The capacity search (``run`` without --concurrency): phases.json after every probe,
-    summary.json last (marked incomplete when interrupted)."""
-    from .search import PhaseRules, ProbeRunner, search
-    from .tiers import resolve_tiers
-
-    tiers = resolve_tiers(cfg.tiers, cfg.tier_preset)
+def rules_of(cfg: RunConfig) -> PhaseRules:
+    """The window rules: a fixed phase's (``--concurrency``) or the search profile's, with overrides."""
+    if cfg.concurrency is not None:
+        return PhaseRules.fixed(cfg.duration_s, warmup_s=cfg.warmup_s or 0.0, drain_timeout_s=cfg.request_timeout_s)
     rules = PhaseRules.aa() if cfg.profile == "aa" else PhaseRules()
     for name in ("warmup_s", "window_s", "min_trajectories", "min_trajectories_per_agent"):
         value = getattr(cfg, name)
         if value is not None:
             setattr(rules, name, value)
     rules.drain_timeout_s = cfg.request_timeout_s
-    with prepared(cfg, command, log) as ctx:
+    return rules
+
+
+class Display:
+    """What a front end (the CLI) shows; every method is optional."""
+
+    def start(self, runner: ProbeRunner, ctx: RunContext) -> None: ...
+    def tick(self, state: ProbeState, snap, now_ns: int) -> None: ...
+    def probe_done(self, probe: Probe) -> None: ...
+    def log(self, line: str) -> None: print(line, file=sys.stderr)
+
+
+def execute(cfg: RunConfig, command: list[str], display: Display | None = None) -> tuple[Path, dict]:
+    """Runs ``cfg`` (a fixed phase when ``cfg.concurrency`` is set, else the capacity search) and
+    writes the results directory. Returns its path and the summary (as written)."""
+    display = display or Display()
+    tiers: list[Tier] = [] if cfg.concurrency is not None else resolve_tiers(cfg.tiers, cfg.tier_preset)
+    rules = rules_of(cfg)
+    with prepared(cfg, command, display.log) as ctx:
+        ctx.manifest["mode"] = "phase" if cfg.concurrency is not None else "search"
         ctx.manifest["config"]["tiers"] = [dataclasses.asdict(t) for t in tiers]
         ctx.manifest["rules"] = dataclasses.asdict(rules)
         write_json(ctx.out / "manifest.json", ctx.manifest)
-        turns = [len(c.turns) for c in ctx.conversations]
-        runner = ProbeRunner(ctx.engine, tiers, rules, turns, origin_ns=ctx.origin_ns, writer=ctx.writer,
-                             progress=progress)
-
-        def save_probe(probe, result) -> None:
-            write_json(ctx.out / "phases.json", {"probes": [p.to_dict() for p in runner.probes]})
-            if on_probe:
-                on_probe(probe)
-
-        result = search(runner, start=cfg.start_concurrency, max_concurrency=cfg.max_concurrency,
-                        resolution=cfg.resolution, on_probe=save_probe)
-        write_json(ctx.out / "phases.json", {"probes": [p.to_dict() for p in runner.probes]})
-        summary = _search_summary(ctx, result, tiers)
-        write_json(ctx.out / "summary.json", summary)
+        orch = Orchestrator(ctx.engine, sink=ctx.records)
+        summary = run_loop(lambda: _run(cfg, ctx, orch, tiers, rules, display), on_signal=orch.interrupt)
     return ctx.out, summary
 
 
-def _search_summary(ctx: RunContext, result, tiers) -> dict:
-    probes = result.probes
-    problems = []
-    best = [p for p in probes if p.steady]
-    error_rate = max((p.error_rate for p in best), default=0.0)
-    if error_rate > 0.01:
-        problems.append(f"error rate up to {error_rate:.1%} in a steady window")
-    under = sum(p.requests_under_generated for p in probes)
-    if under:
-        problems.append(f"{under} requests generated fewer tokens than asked")
-    overflows = sum(p.context_overflows for p in probes)
-    if overflows:
-        problems.append(f"{overflows} requests were refused for their length (HTTP 400/413)")
-    lateness = max((p.send_lateness_p99_ms or 0.0 for p in probes), default=0.0)
-    saturated = lateness > 50.0
-    if saturated:
-        problems.append(f"client saturation: P99 send lateness {lateness:.0f} ms")
-    not_steady = [p for p in probes if not p.steady]
-    if not_steady:
-        problems.append(f"{len(not_steady)} probe(s) never reached steady state: " +
-                        "; ".join(f"c={p.concurrency}: {p.not_steady_reason}" for p in not_steady[:3]))
-    if result.interrupted:
-        problems.append("the search was interrupted")
-    return {
-        "complete": not result.interrupted,
-        "interrupted": result.interrupted,
-        "mode": "search",
-        "endpoint": ctx.endpoint.base_url,
-        "model": ctx.model,
-        "stop_reason": result.stop_reason,
-        "tiers": [{**{k: v for k, v in dataclasses.asdict(t).items() if k != "first_fail"},
-                   "first_fail": t.first_fail, "agents_per_accelerator": None, "agents_per_mw": None}
-                  for t in result.tiers],
-        "probes": len(probes),
-        "validity": {"valid": not problems, "problems": problems, "error_rate": error_rate,
-                     "under_generated": under, "context_overflows": overflows, "client_saturated": saturated,
-                     "window_rules_met": not not_steady},
-        "accelerators": None,
-        "records_written": ctx.writer.count,
-    }
+async def _run(cfg: RunConfig, ctx: RunContext, orch: Orchestrator, tiers: list[Tier], rules: PhaseRules,
+               display: Display) -> dict:
+    turns = [len(c.turns) for c in ctx.conversations]
+    async with orch:
+        power = await _start_power(cfg, ctx, orch, display)
+        if True:
+            def save(_probe: Probe) -> None:
+                write_json(ctx.out / "phases.json", {"probes": [p.to_dict() for p in _probes_with_current(runner)]})
+
+            runner = ProbeRunner(orch, tiers, rules, turns, origin_ns=ctx.origin_ns, on_update=save,
+                                 power=power.sampler if power else None)
+            display.start(runner, ctx)
+            orch.spawn(_live(orch, runner, display), name="live line")
+            interrupted = False
+            if cfg.concurrency is not None:
+                try:
+                    probe = await runner.run(cfg.concurrency, "fixed")
+                    display.probe_done(probe)
+                except Interrupted:
+                    interrupted = True
+                stop_reason = "interrupted" if interrupted else "phase complete"
+                tier_rows: list[dict] = []
+            else:
+                result = await search(runner, start=cfg.start_concurrency, max_concurrency=cfg.max_concurrency,
+                                      resolution=cfg.resolution, on_probe=display.probe_done)
+                interrupted, stop_reason = result.interrupted, result.stop_reason
+                tier_rows = [t.to_dict() for t in result.tiers]
+            ctx.engine.stop()
+            orch.drain()
+            save(None)  # type: ignore[arg-type]
+            ctx.records.flush()
+            probes = runner.probes
+            power_doc = await power.finish(ctx) if power else None
+            validity = validity_of(probes, interrupted=interrupted)
+            notes = []
+            if power:
+                accelerators = _normalise(cfg, tier_rows, probes, power.accelerators, validity)
+            else:
+                accelerators = cfg.accelerators
+            if interrupted and orch.interrupted:
+                notes.append(f"stopped by {orch.interrupted}")
+            if ctx.records.error:
+                notes.append(f"writing requests.bin failed: {ctx.records.error}")
+            summary = Summary(mode=ctx.manifest["mode"], complete=not interrupted, interrupted=interrupted,
+                              endpoint=ctx.endpoint.base_url, model=ctx.model, stop_reason=stop_reason,
+                              tiers=tier_rows, probes=len(probes), validity=dataclasses.asdict(validity),
+                              records_written=ctx.records.count, accelerators=accelerators, power=power_doc,
+                              phase=probes[0].to_dict() if cfg.concurrency is not None and probes else None,
+                              notes=notes).to_dict()
+            write_json(ctx.out / "summary.json", summary)
+            return summary
+
+
+def _probes_with_current(runner: ProbeRunner) -> list[Probe]:
+    probes = list(runner.probes)
+    cur = runner.current
+    if cur is not None and cur.probe.state == "measuring" and cur.probe not in probes:
+        probes.append(cur.probe)
+    return probes
+
+
+async def _live(orch: Orchestrator, runner: ProbeRunner, display: Display) -> None:
+    while True:
+        try:
+            snap = await orch.tick()
+        except Interrupted:
+            return
+        if runner.current is not None:
+            display.tick(runner.current, snap, now_ns())
+
+
+class _Power:
+    """The run's power sampler, as a task of the orchestration loop."""
+
+    def __init__(self, sampler, reason: str, orch: Orchestrator) -> None:
+        import asyncio
+
+        self.sampler = sampler
+        self.reason = reason
+        self.stop = asyncio.Event()
+        self.task = orch.spawn(sampler.run(self.stop), name="power")
+        self.idle: dict | None = None
+
+    @property
+    def accelerators(self) -> int:
+        return len(self.sampler.devices)
+
+    async def finish(self, ctx: RunContext) -> dict:
+        self.stop.set()
+        try:
+            await self.task
+        except Exception as e:  # noqa: BLE001 - a sampler that broke mid-run: keep what it measured
+            self.sampler.notes.append(f"the sampler stopped: {e}")
+        self.sampler.write_timeline(ctx.out / "power.csv")
+        return {**self.sampler.to_dict(), "chosen": self.reason, "idle": self.idle}
+
+
+async def _start_power(cfg: RunConfig, ctx: RunContext, orch: Orchestrator, display: Display) -> _Power | None:
+    """Starts ``--power``'s sampler and measures idle power before the first probe; None when no
+    power is measured (said in one line)."""
+    from .power import PowerUnavailable, choose_sampler
+
+    try:
+        choice = choose_sampler(list(cfg.power), sim_metrics_url=ctx.sim_metrics_url, accelerators=cfg.accelerators)
+    except ValueError as e:
+        raise RunError(str(e)) from None
+    display.log(choice.reason)
+    if choice.sampler is None:
+        return None
+    try:
+        choice.sampler.open()
+    except PowerUnavailable as e:
+        display.log(f"power: {e}; no power measured")
+        return None
+    power = _Power(choice.sampler, choice.reason, orch)
+    if cfg.idle_power_s > 0:
+        t0 = now_ns()
+        display.log(f"power: measuring idle power for {cfg.idle_power_s:g}s before the first probe")
+        while now_ns() - t0 < cfg.idle_power_s * 1e9:
+            await orch.tick()
+        window = await power.sampler.window_settled(t0, now_ns())
+        power.idle = {"mean_w": window.mean_w, "method": window.method, "coverage": window.coverage,
+                      "duration_s": window.duration_s}
+    return power
+
+
+def _normalise(cfg: RunConfig, tier_rows: list[dict], probes: list[Probe], seen: int, validity) -> int | None:
+    """Agents per accelerator / system / MW / $·h for each tier, from the probe at its maximum."""
+    from .power import agents_per_accelerator, agents_per_dollar_hour, agents_per_mw, agents_per_system, mean_power_w
+
+    accelerators = cfg.accelerators or seen or None
+    by_index = {p.index: p for p in probes}
+    for t in tier_rows:
+        p = by_index.get(t["probe_index"]) if t.get("probe_index") is not None else None
+        n = t["max_agents"]
+        window = p.power if p is not None else None
+        t["mean_power_w"] = mean_power_w(window) if window else None
+        t["agents_per_mw"] = agents_per_mw(n, window) if window else None
+        t["agents_per_accelerator"] = agents_per_accelerator(n, accelerators)
+        t["agents_per_system"] = agents_per_system(n, accelerators, cfg.accelerators_per_system)
+        t["agents_per_dollar_hour"] = agents_per_dollar_hour(n, cfg.price_per_hour)
+        if window and window.get("flagged"):
+            validity.problems.append(f"tier {t['name']}: power at its maximum is flagged ({window.get('flag_reason')})")
+            validity.valid = False
+    for p in probes:
+        if p.power:
+            from .power import energy_per_output_token_j, energy_per_trajectory_j
+
+            p.power["j_per_output_token"] = energy_per_output_token_j(p.power, p.output_tokens)
+            p.power["j_per_trajectory"] = energy_per_trajectory_j(p.power, p.trajectories_completed)
+    return accelerators

@@ -15,6 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..measure import measure
+from ..results.records import FILE_NAME as RECORDS
+from ..results.records import read_records
+from ..results.schema import TierResult, from_dict
+
 MANIFEST = "manifest.json"
 PHASES = "phases.json"
 SUMMARY = "summary.json"
@@ -22,21 +27,6 @@ SUMMARY = "summary.json"
 #: Tier names made by ``tiers.py`` end with ``<speed>t/s@<ttft>s``; used to recover the
 #: thresholds when no summary (and no tier list in the manifest) says them.
 _TIER_NAME = re.compile(r"(\d+(?:\.\d*)?)\s*t/s\s*@\s*(\d+(?:\.\d*)?)\s*s\s*$")
-
-
-@dataclass
-class TierResult:
-    """One SLO tier's outcome (a row of ``summary.json["tiers"]``, or derived from the probes)."""
-
-    name: str
-    min_output_speed_tps: float | None
-    max_ttft_s: float | None
-    max_agents: int
-    probe_index: int | None
-    throughput_output_tps: float | None
-    stop_reason: str
-    agents_per_accelerator: float | None = None
-    agents_per_mw: float | None = None
 
 
 @dataclass
@@ -125,6 +115,7 @@ def load_results(directory: str | Path) -> Results:
     else:
         notes.append(f"{PHASES} is missing (no probe finished)")
     probes.sort(key=lambda p: p.get("index", 0))
+    _close_open_windows(d, probes, manifest, notes)
 
     summary: dict[str, Any] | None = None
     if paths[SUMMARY].exists():
@@ -138,17 +129,35 @@ def load_results(directory: str | Path) -> Results:
 
 
 def _tier_from_summary(t: dict[str, Any]) -> TierResult:
-    return TierResult(
-        name=str(t.get("name", "")),
-        min_output_speed_tps=t.get("min_output_speed_tps"),
-        max_ttft_s=t.get("max_ttft_s"),
-        max_agents=int(t.get("max_agents") or 0),
-        probe_index=t.get("probe_index"),
-        throughput_output_tps=t.get("throughput_output_tps"),
-        stop_reason=str(t.get("stop_reason") or ""),
-        agents_per_accelerator=t.get("agents_per_accelerator"),
-        agents_per_mw=t.get("agents_per_mw"),
-    )
+    tier = from_dict(TierResult, {"min_output_speed_tps": None, "max_ttft_s": None, **t})
+    tier.max_agents = int(tier.max_agents or 0)
+    tier.stop_reason = str(tier.stop_reason or "")
+    return tier
+
+
+def _close_open_windows(d: Path, probes: list[dict[str, Any]], manifest: dict[str, Any], notes: list[str]) -> None:
+    """A probe left ``measuring`` (the run was killed with its window open) is measured from the
+    records on disk, by the same function, over the window up to the last record written."""
+    open_probes = [p for p in probes if p.get("state") == "measuring" and p.get("window_start_ns")]
+    if not open_probes or not (d / RECORDS).exists():
+        return
+    records = read_records(d / RECORDS)
+    if records.size == 0:
+        return
+    turns = (manifest.get("workload") or {}).get("turns_per_conversation")
+    end = int(records["done_ns"].max()) + 1
+    for p in open_probes:
+        stats = measure(records, window_start_ns=int(p["window_start_ns"]), window_end_ns=end,
+                        turns_per_conversation=turns, agents=int(p.get("concurrency") or 0))
+        p.update(stats.to_dict())
+        p["window_end_ns"] = end
+        origin = manifest.get("time_origin_ns")
+        if isinstance(origin, int):
+            p["window_end_s"] = (end - origin) / 1e9
+        p["steady"], p["state"] = False, "done"
+        p["not_steady_reason"] = "the run ended while this window was open (measured up to its last record)"
+        p["tier_pass"] = {name: False for name in (p.get("tier_pass") or {})}
+        notes.append(f"probe {p.get('index')} (c={p.get('concurrency')}) was cut short; measured from {RECORDS}")
 
 
 def _manifest_tiers(manifest: dict[str, Any]) -> dict[str, tuple[float | None, float | None]]:

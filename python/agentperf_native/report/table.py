@@ -76,9 +76,36 @@ def validity_line(results: Results) -> str:
     return line
 
 
+def phase_lines(probe: dict[str, Any]) -> list[str]:
+    """A fixed phase's figures (its one probe record), as text lines."""
+    t, v, e = (probe.get(k) or {} for k in ("ttft_s", "output_speed_tps", "e2e_s"))
+    lines = [f"Fixed phase: {fmt_num(probe.get('concurrency'))} agents, window {fmt_num(probe.get('duration_s'), 1)} s: "
+             f"{fmt_num(probe.get('requests'))} requests, {fmt_num(probe.get('requests_failed'))} failed, "
+             f"{fmt_num(probe.get('output_tokens'))} output tokens ({fmt_num(probe.get('throughput_output_tps'), 1)} tok/s)",
+             f"  successful requests: TTFT p50 {fmt_num(t.get('p50'), 3)} s, p95 {fmt_num(t.get('p95'), 3)} s, "
+             f"p99 {fmt_num(t.get('p99'), 3)} s; output speed p25 {fmt_num(v.get('p25'), 1)}, "
+             f"p50 {fmt_num(v.get('p50'), 1)} tok/s; end-to-end p50 {fmt_num(e.get('p50'), 3)} s",
+             f"  SLO view (failures are violations): P95 TTFT {fmt_num(probe.get('slo_ttft_p95_s'), 3)} s, "
+             f"P25 output speed {fmt_num(probe.get('slo_output_speed_p25_tps'), 1)} tok/s"]
+    if probe.get("failures_by_kind"):
+        lines.append("  failures: " + ", ".join(f"{k} {n}" for k, n in probe["failures_by_kind"].items()))
+    if probe.get("not_steady_reason"):
+        lines.append(f"  note: {probe['not_steady_reason']}")
+    return lines
+
+
 def format_tier_table(results: Results) -> str:
     """A plain-text table, one row per tier, headed by the model/endpoint and followed by the
-    validity line."""
+    validity line. A fixed phase (``run --concurrency``) shows its figures instead of tiers."""
+    if (results.summary or results.manifest).get("mode") == "phase":
+        lines = [f"{results.model} @ {results.endpoint} - run {results.status}"]
+        for p in results.probes:
+            lines.extend(phase_lines(p))
+        if not results.probes:
+            lines.append("(no window was measured)")
+        lines.append(validity_line(results))
+        lines.extend(f"note: {n}" for n in results.notes)
+        return "\n".join(lines)
     header, rows = tier_rows(results)
     widths = [max(len(header[i]), *(len(r[i]) for r in rows)) if rows else len(header[i])
               for i in range(len(header))]

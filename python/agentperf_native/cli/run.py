@@ -1,0 +1,161 @@
+"""``agentperf-native run``: parse the options into a :class:`~agentperf_native.runner.RunConfig`,
+run it, print the outcome. Every default comes from ``RunConfig`` (tests check the two agree)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..durations import format_duration
+from ..runner import RunConfig
+from .common import DURATION
+from .live import LiveLine
+
+D = RunConfig()
+
+#: Option name (the function parameter) -> RunConfig field, where the two differ.
+FIELD_OF = {"duration": "duration_s", "tier_specs": "tiers", "warmup": "warmup_s", "window": "window_s",
+            "ramp": "ramp_s", "request_timeout": "request_timeout_s", "tool_delay_cap": "tool_delay_cap_s",
+            "sim_ttft": "sim_ttft_s", "sim_itl": "sim_itl_s", "start_turn": "random_start_turn",
+            "no_cache_isolation": "cache_isolation", "idle_power": "idle_power_s"}
+#: Options whose value is converted before it reaches RunConfig.
+CONVERT = {"start_turn": lambda v: v == "random", "no_cache_isolation": lambda v: not v,
+           "tier_specs": tuple, "power": lambda v: tuple(v) or ("auto",)}
+
+
+@click.command()
+@click.option("--url", default=D.url, help="OpenAI-style base URL (http://host:8000/v1). Default: start the built-in simulator.")
+@click.option("--model", default=D.model, help="Model name. Default: the first model the server lists.")
+@click.option("--trajectories", type=click.Path(dir_okay=False), default=D.trajectories,
+              help="Conversations (JSONL, or any format `trajectories convert` reads). Default: the bundled set.")
+@click.option("--concurrency", type=click.IntRange(min=1), default=D.concurrency,
+              help="Run one fixed phase at this many agents. Without it: search the capacity of every tier.")
+@click.option("--duration", type=DURATION, default=D.duration_s, show_default=True,
+              help="With --concurrency: the measured window, e.g. 30s, 10m (after every agent is active).")
+@click.option("--tier", "tier_specs", multiple=True, metavar="SPEED:TTFT",
+              help="SLO tier: minimum P25 output speed (tok/s) and maximum P95 TTFT (s), e.g. 60:5 (repeatable).")
+@click.option("--tiers", "tier_preset", type=click.Choice(["dsv4-pro", "gpt-oss-120b"]), default=D.tier_preset,
+              help="A published tier preset (default when no --tier: dsv4-pro).")
+@click.option("--profile", type=click.Choice(["quick", "aa"]), default=D.profile, show_default=True,
+              help="Window rules: quick (10 s warm-up, 30 s window) or aa (30 s, 10 min, >= 30 trajectories, >= 3 per agent).")
+@click.option("--warmup", type=DURATION, default=D.warmup_s,
+              help="Time every agent must be active before the window opens (fixed phase: 0 unless given).")
+@click.option("--window", type=DURATION, default=D.window_s, help="Minimum steady window per probe.")
+@click.option("--min-trajectories", type=click.IntRange(min=0), default=D.min_trajectories,
+              help="Trajectories that must complete inside a window.")
+@click.option("--min-trajectories-per-agent", type=click.IntRange(min=0), default=D.min_trajectories_per_agent)
+@click.option("--start-concurrency", type=click.IntRange(min=1), default=D.start_concurrency, show_default=True)
+@click.option("--max-concurrency", type=click.IntRange(min=1), default=D.max_concurrency, show_default=True)
+@click.option("--resolution", type=click.FloatRange(0, 1), default=D.resolution, show_default=True,
+              help="Stop bisecting when the gap is at most max(1, RESOLUTION x the passing concurrency).")
+@click.option("--tokenizer", default=D.tokenizer, show_default=True,
+              help="Token-only traces: cl100k_base, o200k_base, o200k_harmony or a tokenizer.json path.")
+@click.option("--token-prompts", type=click.Choice(["token_ids", "text"]), default=D.token_prompts, show_default=True,
+              help="Token-only traces: token ids on /v1/completions, or text on /v1/chat/completions.")
+@click.option("--ramp", type=DURATION, default=D.ramp_s, show_default=True,
+              help="Agents arrive evenly over this time instead of all at once.")
+@click.option("--out", type=click.Path(file_okay=False), default=D.out, show_default=True, help="Results directory.")
+@click.option("--workers", type=click.IntRange(min=1), default=D.workers, help="Engine threads. Default: one per two cores.")
+@click.option("--api-key-env", default=D.api_key_env, help="Name of the environment variable holding the API key.")
+@click.option("--protocol", type=click.Choice(["h1", "h2", "auto"]), default=D.protocol, show_default=True,
+              help="HTTP/1.1, HTTP/2 (h2c prior knowledge on http://), or auto (ALPN on https://, else h1).")
+@click.option("--ca", "ca_file", type=click.Path(exists=True, dir_okay=False), default=D.ca_file,
+              help="PEM file of CAs to trust for https://.")
+@click.option("--insecure", is_flag=True, default=D.insecure,
+              help="Do not verify the server certificate (self-signed test setups).")
+@click.option("--streams-per-connection", type=click.IntRange(min=1), default=D.streams_per_connection,
+              show_default=True, help="HTTP/2: agents multiplexed per connection.")
+@click.option("--request-timeout", type=DURATION, default=D.request_timeout_s, show_default=True,
+              help="Per-request limit.")
+@click.option("--seed", type=int, default=D.seed, show_default=True,
+              help="Seeds every agent's random stream (conversations, start turns, tool delays).")
+@click.option("--start-turn", type=click.Choice(["random", "first"]), default="random" if D.random_start_turn else "first",
+              show_default=True, help="Where each agent starts its first conversation.")
+@click.option("--no-cache-isolation", is_flag=True, default=not D.cache_isolation,
+              help="Do not prefix each agent's prompts with a random tag.")
+@click.option("--share-system-prompt", is_flag=True, default=D.share_system_prompt,
+              help="Keep the system prompt and tools shared across agents (isolation prefix after them).")
+@click.option("--history", type=click.Choice(["recorded", "generated"]), default=D.history, show_default=True,
+              help="Send the recorded assistant turns, or feed back what the server generated.")
+@click.option("--output-length", default=D.output_length, show_default=True, metavar="exact|recorded|fixed:N",
+              help="exact: max_tokens = min_tokens = recorded + ignore_eos; recorded: cap only; fixed:N.")
+@click.option("--tool-delay", default=D.tool_delay, show_default=True, metavar="SPEC",
+              help="recorded, none, fixed:S, uniform:LO,HI or lognormal:MEDIAN,SIGMA (seconds), drawn by each agent.")
+@click.option("--tool-delay-cap", type=DURATION, default=D.tool_delay_cap_s, help="Upper bound on any tool delay.")
+@click.option("--sim-ttft", type=DURATION, default=D.sim_ttft_s, show_default=True,
+              help="Built-in server (null preset): time to first token.")
+@click.option("--sim-itl", type=DURATION, default=D.sim_itl_s, show_default=True,
+              help="Built-in server (null preset): gap between tokens.")
+@click.option("--power", multiple=True, default=D.power, show_default=True,
+              metavar="auto|nvml[:DEV,..]|amdsmi|prometheus:URL|constant:W|none",
+              help="Accelerator power source (prometheus:URL repeatable, one per node). auto: the simulator's when "
+                   "embedded, else NVML/AMD-SMI when a GPU is visible, else none.")
+@click.option("--accelerators", type=click.IntRange(min=1), default=D.accelerators,
+              help="Accelerators serving the endpoint. Default: the count the power source sees.")
+@click.option("--accelerators-per-system", type=click.IntRange(min=1), default=D.accelerators_per_system,
+              help="Accelerators per system (e.g. 8 for an HGX node, 72 for an NVL72 rack): agents per system.")
+@click.option("--system-name", default=D.system_name, help="What the system is, for the manifest (e.g. 'HGX H200').")
+@click.option("--price-per-hour", type=click.FloatRange(min=0, min_open=True), default=D.price_per_hour,
+              help="Price of the system under test per hour ($): agents per $/h.")
+@click.option("--idle-power", "idle_power", type=DURATION, default=D.idle_power_s, show_default=True,
+              help="Measure idle power this long before the first probe (0: skip).")
+@click.option("--sim-preset", type=click.Choice(["null", "h200-class", "gb300-class"]), default=D.sim_preset,
+              help="Built-in server preset. Default: h200-class (illustrative), or null when --sim-ttft or "
+                   "--sim-itl is given.")
+def run(**options) -> None:
+    """Find the largest concurrency each SLO tier holds (or, with --concurrency, run one phase); write results."""
+    from ..runner import RunError, execute
+    from ..workload import WorkloadError
+
+    given = click.get_current_context().get_parameter_source
+    if options["sim_preset"] is None and any(
+            given(n) is not click.core.ParameterSource.DEFAULT for n in ("sim_ttft", "sim_itl")):
+        options["sim_preset"] = "null"
+    cfg = config_from_options(options)
+    display = LiveLine(cfg.duration_s if cfg.concurrency is not None else None)
+    try:
+        path, summary = execute(cfg, sys.argv, display=display)
+    except (RunError, WorkloadError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    if summary["mode"] == "phase":
+        _print_phase(summary)
+    from ..report import report
+
+    table, _files = report(path)
+    click.echo(table)
+    click.echo(f"results: {path}/summary.json, report: {path}/report.html")
+    if summary["interrupted"]:
+        sys.exit(130)
+
+
+def config_from_options(options: dict) -> RunConfig:
+    cfg = RunConfig()
+    for name, value in options.items():
+        field = FIELD_OF.get(name, name)
+        if not hasattr(cfg, field):
+            raise AssertionError(f"run option {name!r} has no RunConfig field")
+        setattr(cfg, field, CONVERT[name](value) if name in CONVERT else value)
+    return cfg
+
+
+def _print_phase(summary: dict) -> None:
+    p = summary.get("phase") or {}
+    if not p:
+        return
+    click.echo(f"concurrency {p['concurrency']}, window {format_duration(p['duration_s'])}: {p['requests']} requests, "
+               f"{p['requests_failed']} failed, {p['output_tokens']} output tokens "
+               f"({p['throughput_output_tps']:.0f} tok/s)")
+    if p["requests_ok"]:
+        t, v = p["ttft_s"], p["output_speed_tps"]
+        click.echo(f"TTFT p50 {t['p50']:.3f}s p95 {t['p95']:.3f}s p99 {t['p99']:.3f}s; output speed "
+                   f"p25 {v['p25'] or 0:.1f} p50 {v['p50'] or 0:.1f} tok/s; SLO view (failures as violations): "
+                   f"P95 TTFT {_s(p['slo_ttft_p95_s'])}, P25 speed {_s(p['slo_output_speed_p25_tps'])}")
+    if p.get("not_steady_reason"):
+        click.echo(f"note: {p['not_steady_reason']}")
+    if p["requests_failed"]:
+        click.echo("note: failures: " + ", ".join(f"{k} {n}" for k, n in p["failures_by_kind"].items()))
+
+
+def _s(x) -> str:
+    return "-" if x is None else f"{x:.3g}"
