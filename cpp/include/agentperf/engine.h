@@ -27,7 +27,6 @@
 
 #include "agentperf/histogram.h"
 #include "agentperf/record.h"
-#include "agentperf/session.h"
 #include "agentperf/workload.h"
 
 namespace agentperf {

@@ -1,5 +1,5 @@
 // Incremental HTTP/1.1 response parser (see http1_parser.h for the contract).
-#include "agentperf/http1_parser.h"
+#include "client/http1_parser.h"
 
 #include <cstring>
 

@@ -19,9 +19,9 @@
 #include <thread>
 
 #include "agentperf/clock.h"
-#include "agentperf/event_loop.h"
-#include "agentperf/sim_exchange.h"
-#include "agentperf/sim_http2.h"
+#include "common/event_loop.h"
+#include "sim/sim_exchange.h"
+#include "sim/sim_http2.h"
 
 namespace agentperf {
 

@@ -1,7 +1,7 @@
 // The one place a protocol is chosen.
 #include <stdexcept>
 
-#include "agentperf/session.h"
+#include "client/session.h"
 
 namespace agentperf {
 

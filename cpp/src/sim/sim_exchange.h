@@ -22,7 +22,7 @@
 #include <string>
 #include <string_view>
 
-#include "agentperf/event_loop.h"
+#include "common/event_loop.h"
 #include "agentperf/sim_model.h"
 #include "agentperf/sim_server.h"
 

@@ -16,9 +16,10 @@
 #include <stdexcept>
 
 #include "agentperf/clock.h"
-#include "agentperf/event_loop.h"
+#include "client/session.h"
+#include "common/event_loop.h"
 #include "agentperf/sse_parser.h"
-#include "agentperf/tls.h"
+#include "common/tls.h"
 
 namespace agentperf {
 

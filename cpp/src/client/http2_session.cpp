@@ -38,7 +38,7 @@
 #include <utility>
 #include <vector>
 
-#include "agentperf/session.h"
+#include "client/session.h"
 
 namespace agentperf {
 

@@ -1,10 +1,10 @@
-#include "agentperf/sim_exchange.h"
+#include "sim/sim_exchange.h"
 
 #include <algorithm>
 #include <cstdio>
 
 #include "agentperf/clock.h"
-#include "agentperf/sim_request.h"
+#include "sim/sim_request.h"
 
 namespace agentperf {
 

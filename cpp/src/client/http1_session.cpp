@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "agentperf/http1_parser.h"
-#include "agentperf/session.h"
+#include "client/http1_parser.h"
+#include "client/session.h"
 
 namespace agentperf {
 namespace {
