@@ -26,12 +26,11 @@
 #include <vector>
 
 #include "agentperf/histogram.h"
+#include "agentperf/protocol.h"
 #include "agentperf/record.h"
 #include "agentperf/workload.h"
 
 namespace agentperf {
-
-enum class ProtocolChoice : uint8_t { kHttp1 = 1, kHttp2 = 2, kAuto = 3 };
 
 struct EngineConfig {
   std::string host = "127.0.0.1";      ///< server address (name or IP literal), resolved once at start()

@@ -14,7 +14,9 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "agentperf/protocol.h"
 #include "agentperf/record.h"
 
 namespace agentperf {
@@ -86,7 +88,17 @@ struct SessionOptions {
   uint32_t connection_window_bytes = 1u << 30;
 };
 
-/// The one place a protocol is chosen (`tls`: the transport is TLS, so HTTP/2 uses :scheme https).
+/// The one place the protocol is decided. `want`: what the user asked for; `tls`: the transport is
+/// TLS; `alpn`: the protocol ALPN selected on it ("h2", "http/1.1"; empty: none, or plain TCP).
+/// Before a handshake, pass the ALPN the last handshake selected (or "h2" before the first) to
+/// predict the protocol. Returns false, with the reason in `*error` (when given), when the server
+/// refused what was asked (h2 over TLS whose ALPN did not select h2).
+bool choose_protocol(ProtocolChoice want, bool tls, std::string_view alpn, Protocol* out, std::string* error = nullptr);
+
+/// The ALPN protocols to offer over TLS for `want`, in preference order.
+std::vector<std::string> alpn_offer(ProtocolChoice want);
+
+/// The one place a session is made (`tls`: the transport is TLS, so HTTP/2 uses :scheme https).
 /// Throws std::runtime_error if the protocol is unavailable.
 std::unique_ptr<Session> make_session(Protocol protocol, const SessionOptions& options = {}, bool tls = false);
 
