@@ -1,42 +1,12 @@
 #include "client/request_builder.h"
 
+#include <algorithm>
 #include <cstdio>
 
+#include "common/json_escape.h"
+#include "common/rng.h"
+
 namespace agentperf {
-
-namespace {
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (unsigned char ch : s) {
-    switch (ch) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (ch < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", ch);
-          out += buf;
-        } else {
-          out += static_cast<char>(ch);
-        }
-    }
-  }
-  return out + "\"";
-}
-
-// A small, well-mixed deterministic generator (SplitMix64) for isolation prefixes.
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
-}  // namespace
 
 void GeneratedHistory::keep(int32_t turn, size_t turns, std::string& text) {
   if (text_.size() < turns) {
@@ -55,7 +25,7 @@ void GeneratedHistory::clear() {
 RequestBuilder::RequestBuilder(const Workload& workload, const EngineConfig& config)
     : workload_(workload), authorization_(config.authorization) {
   const RequestOptions& ro = workload.request;
-  json_prefix_ = "{\"model\":" + json_string(ro.model) + ",\"stream\":true";
+  json_prefix_ = "{\"model\":" + json_quote(ro.model) + ",\"stream\":true";
   if (ro.include_usage) json_prefix_ += ",\"stream_options\":{\"include_usage\":true}";
   if (ro.ignore_eos) json_prefix_ += ",\"ignore_eos\":true";
   json_prefix_ += ro.extra_body;
@@ -127,11 +97,11 @@ std::string isolation_prefix(const RequestOptions& ro, uint64_t seed, int64_t ag
     const uint64_t span = static_cast<uint64_t>(ro.isolation_token_hi - ro.isolation_token_lo);
     for (int i = 0; i < ro.isolation_tokens; ++i) {
       int n = std::snprintf(buf, sizeof buf, "%lld,",
-                            static_cast<long long>(ro.isolation_token_lo + splitmix64(state) % span));
+                            static_cast<long long>(ro.isolation_token_lo + splitmix64_next(state) % span));
       prefix.append(buf, static_cast<size_t>(n));
     }
   } else {
-    int n = std::snprintf(buf, sizeof buf, "[rid:%016llx] ", static_cast<unsigned long long>(splitmix64(state)));
+    int n = std::snprintf(buf, sizeof buf, "[rid:%016llx] ", static_cast<unsigned long long>(splitmix64_next(state)));
     prefix.append(buf, static_cast<size_t>(n));
   }
   return prefix;

@@ -22,15 +22,9 @@
 #include "client/connection.h"
 #include "client/request_builder.h"
 #include "common/event_loop.h"
+#include "common/single_writer_counter.h"
 
 namespace agentperf {
-
-// Single-writer counter: the owning worker stores, readers load (no read-modify-write needed).
-struct Counter {
-  std::atomic<uint64_t> v{0};
-  void add(uint64_t n = 1) { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
-  uint64_t get() const { return v.load(std::memory_order_relaxed); }
-};
 
 class Worker final : public TimerTarget, public AgentHost, public ConnectionHost {
  public:
@@ -147,9 +141,9 @@ class Worker final : public TimerTarget, public AgentHost, public ConnectionHost
   std::atomic<int64_t> open_{0};
   std::atomic<int64_t> engaged_{0};
   Histogram ttft_, itl_, e2e_, speed_;
-  Counter started_, ok_, failed_, events_, tokens_, opened_;
-  std::array<Counter, kErrorKindCount> by_kind_;
-  Counter dropped_;
+  SingleWriterCounter started_, ok_, failed_, events_, tokens_, opened_;
+  std::array<SingleWriterCounter, kErrorKindCount> by_kind_;
+  SingleWriterCounter dropped_;
 
   std::mutex records_mu_;  // guards records_: pushed by the worker per request, drained by readers
   std::vector<RequestRecord> records_;
