@@ -17,7 +17,8 @@ Worker::Worker(int index, const EngineConfig& config, std::shared_ptr<const Work
       read_buffer_(new char[kReadBufferBytes]),
       plain_buffer_(tls ? new char[kReadBufferBytes] : nullptr),
       rng_(config.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(index) + 1),
-      isolation_epoch_(isolation_epoch) {
+      isolation_epoch_(isolation_epoch),
+      records_(config.record_buffer_limit) {
   loop_.set_wake_handler(this);
 }
 
@@ -36,8 +37,10 @@ void Worker::run() {
     // Connections closed in this iteration may still have events queued in it: reuse them only now.
     free_conns_.insert(free_conns_.end(), closed_conns_.begin(), closed_conns_.end());
     closed_conns_.clear();
+    publish();
   }
   for (Agent* a : agents_) a->cancel();
+  publish();
   for (auto& c : conn_pool_) c->close(ErrorKind::kCancelled, now_ns());
   in_flight_.store(0);
   agents_.clear();
@@ -145,47 +148,49 @@ void Worker::remove_agent(Agent* agent) {
 }
 
 void Worker::commit(const RequestRecord& rec) {
-  in_flight_.store(in_flight_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
-  events_.add(static_cast<uint64_t>(rec.output_events));
+  ++tally_.finished;
+  tally_.events += static_cast<uint64_t>(rec.output_events);
+  ++tally_.by_kind[rec.error_kind];
   auto kind = static_cast<ErrorKind>(rec.error_kind);
   if (kind == ErrorKind::kNone) {
-    ok_.add();
-    tokens_.add(static_cast<uint64_t>(rec.output_tokens));
+    tally_.tokens += static_cast<uint64_t>(rec.output_tokens);
     ttft_.record(static_cast<uint64_t>(rec.first_token_ns - rec.scheduled_ns));
     e2e_.record(static_cast<uint64_t>(rec.done_ns - rec.scheduled_ns));
     int64_t span = rec.last_token_ns - rec.first_token_ns;
     if (rec.output_tokens > 1 && span > 0)
       speed_.record(static_cast<uint64_t>(static_cast<double>(rec.output_tokens - 1) * 1e12 / static_cast<double>(span)));
-  } else {
-    failed_.add();
   }
-  by_kind_[rec.error_kind].add();
-  std::lock_guard<std::mutex> lock(records_mu_);
-  if (records_.size() >= config_.record_buffer_limit) {
-    records_.erase(records_.begin());
-    dropped_.add();
-  }
-  records_.push_back(rec);
+  records_.add(rec);
 }
 
-void Worker::drain_into(std::vector<RequestRecord>& out) {
-  std::lock_guard<std::mutex> lock(records_mu_);
-  out.insert(out.end(), records_.begin(), records_.end());
-  records_.clear();
+void Worker::publish() {
+  if (tally_.finished == 0) return;
+  records_.publish();
+  // Then the counters that describe those records: a reader that sees a request finished (in the
+  // in-flight count, or ok / failed) can already drain its record.
+  uint64_t ok = tally_.by_kind[0];
+  ok_.add(ok);
+  failed_.add(static_cast<uint64_t>(tally_.finished) - ok);
+  for (int k = 0; k < kErrorKindCount; ++k)
+    if (tally_.by_kind[k]) by_kind_[k].add(tally_.by_kind[k]);
+  events_.add(tally_.events);
+  tokens_.add(tally_.tokens);
+  in_flight_.store(in_flight_.load(std::memory_order_relaxed) - tally_.finished, std::memory_order_release);
+  tally_ = Tally{};
 }
 
 void Worker::add_to(EngineSnapshot& s) const {
   s.agents_live += live_.load(std::memory_order_relaxed);
   s.agents_active += active_.load(std::memory_order_relaxed);
   s.agents_engaged += engaged_.load(std::memory_order_relaxed);
-  s.requests_in_flight += in_flight_.load(std::memory_order_relaxed);
+  s.requests_in_flight += in_flight_.load(std::memory_order_acquire);  // before the counters (publish())
   s.requests_started += started_.get();
   s.requests_ok += ok_.get();
   s.requests_failed += failed_.get();
   for (int k = 0; k < kErrorKindCount; ++k) s.failures_by_kind[k] += by_kind_[k].get();
   s.output_events += events_.get();
   s.output_tokens += tokens_.get();
-  s.records_dropped += dropped_.get();
+  s.records_dropped += records_.dropped();
   s.connections_open += open_.load(std::memory_order_relaxed);
   s.connections_opened += opened_.get();
   {

@@ -20,6 +20,7 @@
 #include "agentperf/record.h"
 #include "client/agent.h"
 #include "client/connection.h"
+#include "client/record_buffer.h"
 #include "client/request_builder.h"
 #include "common/event_loop.h"
 #include "common/single_writer_counter.h"
@@ -50,7 +51,7 @@ class Worker final : public TimerTarget, public AgentHost, public ConnectionHost
 
   // Read side (any thread).
   void add_to(EngineSnapshot& s) const;
-  void drain_into(std::vector<RequestRecord>& out);
+  void drain_into(std::vector<RequestRecord>& out) { records_.drain_into(out); }
 
   // AgentHost (worker thread only).
   const EngineConfig& config() const override { return config_; }
@@ -102,6 +103,8 @@ class Worker final : public TimerTarget, public AgentHost, public ConnectionHost
     adjust_agents();
   }
   void adjust_agents();
+  /// End of a loop iteration: publishes the records committed in it, then their counters.
+  void publish();
 
   int index_;
   const EngineConfig& config_;
@@ -143,10 +146,15 @@ class Worker final : public TimerTarget, public AgentHost, public ConnectionHost
   Histogram ttft_, itl_, e2e_, speed_;
   SingleWriterCounter started_, ok_, failed_, events_, tokens_, opened_;
   std::array<SingleWriterCounter, kErrorKindCount> by_kind_;
-  SingleWriterCounter dropped_;
-
-  std::mutex records_mu_;  // guards records_: pushed by the worker per request, drained by readers
-  std::vector<RequestRecord> records_;
+  // Worker thread only: what the records committed since the last publish() add to the counters.
+  struct Tally {
+    int64_t finished = 0;
+    uint64_t events = 0;
+    uint64_t tokens = 0;
+    std::array<uint64_t, kErrorKindCount> by_kind{};
+  };
+  Tally tally_;
+  RecordBuffer records_;  // added to by the worker (no lock), published once per loop iteration
   mutable std::mutex error_mu_;  // guards last_error_ (rare: connection failures)
   std::string last_error_;
 };
