@@ -1,9 +1,9 @@
 #include "client/agent.h"
 
 #include <cstring>
-#include <random>
 
 #include "agentperf/clock.h"
+#include "client/tool_delay.h"
 
 namespace agentperf {
 
@@ -13,19 +13,20 @@ bool is_2xx(int status) { return status >= 200 && status < 300; }
 
 void Agent::assign(int64_t id) {
   id_ = id;
+  rng_.reseed(seed_of(w_.config().seed, static_cast<uint64_t>(id)));
   leaving = false;
   ++gen_;
   prefix_epoch_ = UINT64_MAX;  // the prefix is derived from (seed, id, epoch) when first needed
   pick_conversation();
   if (w_.config().random_start_turn) {
     size_t turns = w_.workload().conversations[conv_].turns.size();
-    turn_ = static_cast<int32_t>(std::uniform_int_distribution<size_t>(0, turns - 1)(w_.rng()));
+    turn_ = static_cast<int32_t>(rng_.below(turns));
   }
 }
 
 void Agent::pick_conversation() {
   const Workload& wl = w_.workload();
-  conv_ = static_cast<int32_t>(std::uniform_int_distribution<size_t>(0, wl.conversations.size() - 1)(w_.rng()));
+  conv_ = static_cast<int32_t>(rng_.below(wl.conversations.size()));
   turn_ = 0;
   generated_.clear();
   capture_.clear();
@@ -168,6 +169,7 @@ void Agent::start_record() {
   rec_.conversation = conv_;
   rec_.turn = turn_;
   rec_.worker = w_.index();
+  rec_.request_id = w_.next_request_id();
   const TurnSpec& turn = w_.workload().conversations[conv_].turns[turn_];
   rec_.max_tokens = turn.max_tokens;
   usage_completion_ = -1;
@@ -183,7 +185,8 @@ const std::string& Agent::isolation_prefix() {
   uint64_t epoch = w_.isolation_epoch();
   if (epoch == prefix_epoch_) return prefix_;
   prefix_epoch_ = epoch;
-  prefix_ = agentperf::isolation_prefix(w_.workload().request, w_.config().seed, id_, epoch);
+  const EngineConfig& cfg = w_.config();
+  prefix_ = agentperf::isolation_prefix(w_.workload().request, cfg.seed, cfg.run_nonce, id_, epoch);
   return prefix_;
 }
 
@@ -191,7 +194,7 @@ void Agent::send_request() {
   start_record();
   const EngineConfig& cfg = w_.config();
   w_.request_builder().build(conv_, turn_, cfg.cache_isolation ? &isolation_prefix() : nullptr,
-                             cfg.history_generated ? &generated_ : nullptr, req_);
+                             cfg.history_generated ? &generated_ : nullptr, rec_.request_id, req_);
   rec_.request_bytes = static_cast<int64_t>(req_.body_bytes);
   w_.count_started();
   in_flight_ = true;
@@ -270,7 +273,7 @@ void Agent::finish(ErrorKind kind, int64_t now) {
     w_.remove_agent(this);
     return;
   }
-  int64_t delay = turn.tool_delay_ns;
+  int64_t delay = draw_tool_delay_ns(wl.tool_delay, turn.tool_delay_ns, rng_);
   if (kind == ErrorKind::kConnect) {
     // The request never reached the server: retry the same turn after a pause.
     delay = std::max(delay, w_.config().connect_retry_ns);

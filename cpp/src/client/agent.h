@@ -12,7 +12,6 @@
 #pragma once
 
 #include <cstdint>
-#include <random>
 #include <string>
 
 #include "agentperf/engine.h"
@@ -23,6 +22,7 @@
 #include "client/request_builder.h"
 #include "client/session.h"
 #include "common/event_loop.h"
+#include "common/rng.h"
 
 namespace agentperf {
 
@@ -37,7 +37,6 @@ class AgentHost {
   virtual const RequestBuilder& request_builder() const = 0;
   virtual int index() const = 0;  ///< the worker index written into records
   virtual uint64_t isolation_epoch() const = 0;
-  virtual std::mt19937_64& rng() = 0;
   virtual void schedule(int64_t deadline_ns, TimerTarget* target, uint64_t token) = 0;
   /// A connection with room for one more stream (HTTP/2: shared; HTTP/1.1: a new one), opening one
   /// when needed. nullptr when a socket cannot even be created.
@@ -46,6 +45,8 @@ class AgentHost {
   /// inside its callbacks).
   virtual void close_later(Connection* c) = 0;
   virtual void count_started() = 0;
+  /// A request id unique within the run (never 0).
+  virtual uint64_t next_request_id() = 0;
   virtual void count_engaged(int64_t delta) = 0;
   /// A gap between two output events of one request (the ITL histogram).
   virtual void record_gap(int64_t gap_ns) = 0;
@@ -60,7 +61,8 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
  public:
   explicit Agent(AgentHost& host) : w_(host) {}
 
-  /// (Re)starts this object as agent `id`: a random conversation and (optionally) a random start turn.
+  /// (Re)starts this object as agent `id`: its random stream is reseeded from (seed, id), then a
+  /// random conversation and (optionally) a random start turn.
   void assign(int64_t id);
   /// Spawn: get a ready connection first, so that the first request's TTFT holds no connect time;
   /// the first turn is scheduled when the connection is ready.
@@ -78,6 +80,8 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
   int64_t id() const { return id_; }
   int32_t conversation() const { return conv_; }
   int32_t turn() const { return turn_; }
+  /// When the next request is (or the current one was) due.
+  int64_t scheduled_ns() const { return scheduled_ns_; }
   bool in_flight() const { return in_flight_; }
 
   // TimerTarget: token = generation << 1 | kind (0: send the next turn, 1: request timeout).
@@ -105,6 +109,7 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
   void pick_conversation();
 
   AgentHost& w_;
+  Rng rng_;  // this agent's stream: conversations, start turns, tool delays
   int64_t id_ = -1;
   int32_t conv_ = 0;
   int32_t turn_ = 0;

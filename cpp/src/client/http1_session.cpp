@@ -19,18 +19,25 @@ class Http1Session final : public Session, private Http1Callbacks {
 
   int32_t submit(const RequestHead& h, const iovec* body, size_t count, StreamHandler* handler) override {
     if (!can_submit()) return -1;
-    head_.assign("POST ").append(h.path).append(" HTTP/1.1\r\nHost: ").append(h.authority);
-    head_.append("\r\nContent-Type: application/json\r\nAccept: text/event-stream\r\n");
+    head_.assign(h.method).append(" ").append(h.path).append(" HTTP/1.1\r\nHost: ").append(h.authority);
+    head_.append("\r\n");
+    if (h.json_stream) head_.append("Content-Type: application/json\r\nAccept: text/event-stream\r\n");
     if (!h.authorization.empty()) head_.append("Authorization: ").append(h.authorization).append("\r\n");
-    char len[48];
-    int n = std::snprintf(len, sizeof len, "Content-Length: %llu\r\n\r\n", static_cast<unsigned long long>(h.content_length));
-    head_.append(len, static_cast<size_t>(n));
+    if (!h.request_id.empty()) head_.append("X-Request-Id: ").append(h.request_id).append("\r\n");
+    for (size_t i = 0; i < h.header_count; ++i)
+      head_.append(h.headers[i].name).append(": ").append(h.headers[i].value).append("\r\n");
+    if (sends_content_length(h)) {
+      char len[48];
+      int n = std::snprintf(len, sizeof len, "Content-Length: %llu\r\n", static_cast<unsigned long long>(h.content_length));
+      head_.append(len, static_cast<size_t>(n));
+    }
+    head_.append("\r\n");
+    parser_.reset(h.method == "HEAD");
     out_.clear();
     out_.push_back({head_.data(), head_.size()});
     out_.insert(out_.end(), body, body + count);
     out_pos_ = 0;
     handler_ = handler;
-    parser_.reset();
     return ++stream_id_;
   }
 

@@ -36,7 +36,7 @@ RequestBuilder::RequestBuilder(const Workload& workload, const EngineConfig& con
 }
 
 void RequestBuilder::build(int32_t conversation, int32_t turn_index, const std::string* prefix,
-                           const GeneratedHistory* generated, RequestSlices& out) const {
+                           const GeneratedHistory* generated, uint64_t request_id, RequestSlices& out) const {
   const Workload& wl = workload_;
   const Conversation& conv = wl.conversations[conversation];
   const TurnSpec& turn = conv.turns[turn_index];
@@ -86,11 +86,18 @@ void RequestBuilder::build(int32_t conversation, int32_t turn_index, const std::
   out.head.authority = authority_;
   out.head.authorization = authorization_;
   out.head.content_length = body;
+  if (request_id != 0) {
+    std::snprintf(out.request_id, sizeof out.request_id, "%016llx", static_cast<unsigned long long>(request_id));
+    out.head.request_id = std::string_view(out.request_id, 16);
+  } else {
+    out.head.request_id = {};
+  }
   out.body_bytes = body;
 }
 
-std::string isolation_prefix(const RequestOptions& ro, uint64_t seed, int64_t agent_id, uint64_t epoch) {
-  uint64_t state = seed ^ (static_cast<uint64_t>(agent_id) * 0xD1B54A32D192ED03ULL) ^ (epoch * 0x8CB92BA72F3D8DD7ULL);
+std::string isolation_prefix(const RequestOptions& ro, uint64_t seed, uint64_t run_nonce, int64_t agent_id,
+                             uint64_t epoch) {
+  uint64_t state = seed_of(seed, run_nonce, static_cast<uint64_t>(agent_id), epoch);
   char buf[32];
   std::string prefix;
   if (ro.isolation_style == IsolationStyle::kTokenIds) {

@@ -43,6 +43,7 @@ struct RequestSlices {
   std::string json_tail;  ///< <close>}
   std::vector<iovec> body;
   RequestHead head;
+  char request_id[17] = {};  ///< the X-Request-Id value: 16 hex digits
   uint64_t body_bytes = 0;
 };
 
@@ -54,9 +55,9 @@ class RequestBuilder {
 
   /// Fills `out` with turn `turn` of conversation `conversation`. `isolation_prefix`: inserted at
   /// the turn's insert_at (nullptr: none); `generated`: replies that replace recorded ones
-  /// (nullptr: the recorded history).
+  /// (nullptr: the recorded history); `request_id`: sent as X-Request-Id (0: no header).
   void build(int32_t conversation, int32_t turn, const std::string* isolation_prefix,
-             const GeneratedHistory* generated, RequestSlices& out) const;
+             const GeneratedHistory* generated, uint64_t request_id, RequestSlices& out) const;
 
   const std::string& authority() const { return authority_; }
 
@@ -67,8 +68,9 @@ class RequestBuilder {
   std::string authorization_;
 };
 
-/// An agent's cache-isolation prefix: a pure function of (seed, agent id, epoch), written in the
-/// workload's isolation style ("[rid:<16 hex>] " or isolation_tokens token ids, each with ',').
-std::string isolation_prefix(const RequestOptions& options, uint64_t seed, int64_t agent_id, uint64_t epoch);
+/// An agent's cache-isolation prefix: a pure function of (seed, run_nonce, agent id, epoch), written
+/// in the workload's isolation style ("[rid:<16 hex>] " or isolation_tokens token ids, each with ',').
+std::string isolation_prefix(const RequestOptions& options, uint64_t seed, uint64_t run_nonce, int64_t agent_id,
+                             uint64_t epoch);
 
 }  // namespace agentperf

@@ -38,14 +38,31 @@ enum class Protocol : uint8_t {
   kHttp2 = 2,  ///< HTTP/2 (h2c with prior knowledge, or h2 over TLS), many streams per connection
 };
 
-/// The protocol-independent part of a request (a POST with a JSON body). Strings are not copied:
-/// they must outlive the stream.
+/// One extra request header. HTTP/2 needs the name in lower case (the caller's job).
+struct HeaderField {
+  std::string_view name;
+  std::string_view value;
+};
+
+/// The protocol-independent part of a request. Strings are not copied: they must outlive the stream.
 struct RequestHead {
+  std::string_view method = "POST";
   std::string_view path;           ///< e.g. /v1/chat/completions
   std::string_view authority;      ///< Host header / :authority, e.g. 127.0.0.1:8000
   std::string_view authorization;  ///< full header value, empty: none
-  uint64_t content_length = 0;     ///< total size of the body slices
+  std::string_view request_id;     ///< X-Request-Id value, empty: none
+  /// Send Content-Type: application/json and Accept: text/event-stream (the streaming API).
+  bool json_stream = true;
+  const HeaderField* headers = nullptr;  ///< more headers, sent as given
+  size_t header_count = 0;
+  /// Total size of the body slices. Content-Length is sent unless it is 0 on a GET or HEAD.
+  uint64_t content_length = 0;
 };
+
+/// Whether a request with this head carries Content-Length (shared by both sessions).
+inline bool sends_content_length(const RequestHead& h) {
+  return h.content_length > 0 || (h.method != "GET" && h.method != "HEAD");
+}
 
 class Session {
  public:

@@ -16,7 +16,6 @@ Worker::Worker(int index, const EngineConfig& config, std::shared_ptr<const Work
       tls_(tls),
       read_buffer_(new char[kReadBufferBytes]),
       plain_buffer_(tls ? new char[kReadBufferBytes] : nullptr),
-      rng_(config.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(index) + 1),
       isolation_epoch_(isolation_epoch),
       records_(config.record_buffer_limit) {
   loop_.set_wake_handler(this);

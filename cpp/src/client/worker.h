@@ -10,7 +10,6 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -59,12 +58,12 @@ class Worker final : public TimerTarget, public AgentHost, public ConnectionHost
   const RequestBuilder& request_builder() const override { return builder_; }
   int index() const override { return index_; }
   uint64_t isolation_epoch() const override { return isolation_epoch_.load(std::memory_order_relaxed); }
-  std::mt19937_64& rng() override { return rng_; }
   void schedule(int64_t deadline_ns, TimerTarget* target, uint64_t token) override {
     loop_.schedule(deadline_ns, target, token);
   }
   Connection* connection_for_new_stream() override;
   void close_later(Connection* c) override { to_close_.push_back(c); }
+  uint64_t next_request_id() override { return (static_cast<uint64_t>(index_) << 40) | ++request_seq_; }
   void count_started() override {
     started_.add();
     in_flight_.store(in_flight_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -119,9 +118,9 @@ class Worker final : public TimerTarget, public AgentHost, public ConnectionHost
   std::atomic<int64_t> target_{0};
   std::unique_ptr<char[]> read_buffer_;
   std::unique_ptr<char[]> plain_buffer_;
-  std::mt19937_64 rng_;
   const std::atomic<uint64_t>& isolation_epoch_;  // the engine's; read per request
   int64_t next_agent_seq_ = 0;
+  uint64_t request_seq_ = 0;  // the low 40 bits of this worker's request ids
   int64_t next_spawn_ns_ = 0;  // ramp: earliest time of the next agent arrival
   bool spawn_tick_pending_ = false;
   Protocol negotiated_ = static_cast<Protocol>(0);
