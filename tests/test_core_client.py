@@ -109,3 +109,101 @@ def test_tool_delay_policy_is_checked():
     with pytest.raises(ValueError):
         w.finalize()
 
+
+# --- the one-shot request: the engine's own client for pre-flight and model listing ---------------
+
+CHAT = json.dumps({"model": "agentperf-sim", "stream": True, "max_tokens": 7,
+                   "stream_options": {"include_usage": True},
+                   "messages": [{"role": "user", "content": "hello"}]}).encode()
+
+
+@pytest.mark.parametrize("protocol", ["h1", "h2"])
+def test_http_request_get_models(sim, protocol):
+    server = sim(ttft_s=0.0, itl_s=0.001)
+    r = _core.http_request("127.0.0.1", server.port, "GET", "/v1/models", protocol=protocol, timeout_s=5)
+    assert r["error_kind"] == "" and r["error"] == "", r
+    assert r["status"] == 200
+    assert r["protocol"] == protocol
+    names = {k.lower() for k, _ in r["headers"]}
+    assert "content-type" in names
+    models = json.loads(r["body"])
+    assert [m["id"] for m in models["data"]] == ["agentperf-sim"]
+
+
+@pytest.mark.parametrize("protocol", ["h1", "h2"])
+def test_http_request_streamed_post_collects_the_whole_stream(sim, protocol):
+    server = sim(ttft_s=0.0, itl_s=0.001)
+    r = _core.http_request("127.0.0.1", server.port, "POST", "/v1/chat/completions", protocol=protocol,
+                           headers=[("Content-Type", "application/json"), ("X-Request-Id", "00000000000000ab")],
+                           body=CHAT, timeout_s=5)
+    assert r["error_kind"] == "", r
+    assert r["status"] == 200 and r["protocol"] == protocol
+    text = r["body"].decode()
+    assert text.rstrip().endswith("data: [DONE]")
+    usage = [json.loads(line[6:]) for line in text.splitlines()
+             if line.startswith("data: {") and '"usage"' in line and '"completion_tokens"' in line]
+    assert usage and usage[-1]["usage"]["completion_tokens"] == 7
+
+
+def test_http_request_reports_status_and_errors(sim):
+    server = sim(ttft_s=0.0, itl_s=0.001)
+    r = _core.http_request("127.0.0.1", server.port, "GET", "/no/such/path", timeout_s=5)
+    assert r["error_kind"] == "" and r["status"] == 404  # a complete answer, whatever its status
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now
+    r = _core.http_request("127.0.0.1", port, "GET", "/v1/models", timeout_s=5)
+    assert r["error_kind"] == "connect" and r["status"] == 0
+    assert r["error"]
+    r = _core.http_request("no-such-host.invalid", 80, "GET", "/", timeout_s=5)
+    assert r["error_kind"] == "connect" and "resolve" in r["error"]
+    with pytest.raises(ValueError):
+        _core.http_request("127.0.0.1", port, "GET", "/", protocol="h3")
+    with pytest.raises(ValueError):
+        _core.http_request("127.0.0.1", port, "GET", "no-slash")
+
+
+def test_http_request_times_out_on_a_silent_server():
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)  # accepts (in the kernel) and never answers
+    try:
+        t0 = time.monotonic()
+        r = _core.http_request("127.0.0.1", listener.getsockname()[1], "GET", "/v1/models", timeout_s=0.3)
+        assert r["error_kind"] == "timeout", r
+        assert time.monotonic() - t0 >= 0.3
+    finally:
+        listener.close()
+
+
+def test_http_request_tls_failure_is_reported_as_tls():
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+
+    def answer_garbage():
+        conn, _ = listener.accept()
+        conn.recv(4096)
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")  # not a TLS record
+        conn.close()
+
+    import threading
+
+    t = threading.Thread(target=answer_garbage)
+    t.start()
+    try:
+        r = _core.http_request("127.0.0.1", port, "GET", "/", tls=True, timeout_s=5)
+        assert r["error_kind"] == "tls", r
+        assert r["error"]
+    finally:
+        t.join()
+        listener.close()
+

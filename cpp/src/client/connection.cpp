@@ -192,7 +192,7 @@ void SocketConnection::flush() {
 }
 
 void SocketConnection::fail_tls() {
-  host_.connection_error(tls_ ? tls_->error() : std::string("TLS failure"));
+  host_.tls_error(tls_ ? tls_->error() : std::string("TLS failure"));
   close(session_ ? ErrorKind::kProtocol : ErrorKind::kConnect, now_ns());
 }
 
@@ -233,7 +233,7 @@ void SocketConnection::read_ready() {
           Protocol p;
           std::string refused;
           if (!choose_protocol(host_.protocol_choice(), true, tls_->alpn(), &p, &refused)) {
-            host_.connection_error(refused);
+            host_.tls_error(refused);
             close(ErrorKind::kConnect, now);
             return;
           }

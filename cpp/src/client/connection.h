@@ -101,6 +101,8 @@ class ConnectionHost {
   virtual void connection_closed(Connection* c) = 0;
   /// A connect / TLS failure, in words.
   virtual void connection_error(const std::string& what) = 0;
+  /// A TLS failure (handshake, certificate, ALPN refusal), in words; by default a connection_error.
+  virtual void tls_error(const std::string& what) { connection_error(what); }
 };
 
 constexpr size_t kReadBufferBytes = 256 * 1024;

@@ -100,6 +100,10 @@ class Http1Session final : public Session, private Http1Callbacks {
 
  private:
   void on_http_headers(int status_code) override { handler_->on_response_headers(status_code, now_ns_); }
+  bool wants_http_headers() const override { return handler_ && handler_->wants_headers(); }
+  void on_http_header(std::string_view name, std::string_view value) override {
+    handler_->on_response_header(name, value);
+  }
   void on_http_body(const char* data, size_t n) override { handler_->on_response_data(data, n, now_ns_); }
   void on_http_complete() override {
     StreamHandler* h = handler_;

@@ -344,9 +344,16 @@ class Http2Session final : public Session {
 
   static int on_header_cb(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
                           const uint8_t* value, size_t valuelen, uint8_t, void* user_data) {
-    if (frame->hd.type != NGHTTP2_HEADERS || namelen != 7 || std::memcmp(name, ":status", 7) != 0) return 0;
+    if (frame->hd.type != NGHTTP2_HEADERS) return 0;
     Stream* st = self(user_data).stream(frame->hd.stream_id);
     if (st == nullptr || st->status_reported) return 0;
+    if (namelen != 7 || std::memcmp(name, ":status", 7) != 0) {
+      // A field of the response's header block (not trailers: status_reported is still false).
+      if (st->final_status >= 200 && st->handler && st->handler->wants_headers() && namelen > 0 && name[0] != ':')
+        st->handler->on_response_header(std::string_view(reinterpret_cast<const char*>(name), namelen),
+                                        std::string_view(reinterpret_cast<const char*>(value), valuelen));
+      return 0;
+    }
     int status = 0;
     const char* v = reinterpret_cast<const char*>(value);
     std::from_chars(v, v + valuelen, status);  // nghttp2 has checked it is three digits

@@ -26,16 +26,15 @@ class StreamHandler {
  public:
   virtual ~StreamHandler() = default;
   virtual void on_response_headers(int status, int64_t now_ns) = 0;
+  /// The response's header fields, one by one before on_response_headers(), when wants_headers()
+  /// (HTTP/2: lower-case names, pseudo-headers left out). Views are valid only during the call.
+  virtual bool wants_headers() const { return false; }
+  virtual void on_response_header(std::string_view name, std::string_view value) {}
   virtual void on_response_data(const char* data, size_t n, int64_t now_ns) = 0;
   virtual void on_response_complete(int64_t now_ns) = 0;
   /// The stream ended without a complete response; `kind` says why. Called at most once, and
   /// never after on_response_complete.
   virtual void on_stream_failed(ErrorKind kind, int64_t now_ns) = 0;
-};
-
-enum class Protocol : uint8_t {
-  kHttp1 = 1,  ///< HTTP/1.1, one request at a time per connection
-  kHttp2 = 2,  ///< HTTP/2 (h2c with prior knowledge, or h2 over TLS), many streams per connection
 };
 
 /// One extra request header. HTTP/2 needs the name in lower case (the caller's job).
