@@ -7,6 +7,7 @@ void register_histogram(py::module_& m);
 void register_sse(py::module_& m);
 void register_engine(py::module_& m);
 void register_server(py::module_& m);
+void register_http(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "agentperf-native native core (private; use the agentperf_native package)";
@@ -14,4 +15,5 @@ PYBIND11_MODULE(_core, m) {
   register_sse(m);
   register_engine(m);
   register_server(m);
+  register_http(m);
 }

@@ -48,6 +48,7 @@ py::list record_fields() {
   AP_FIELD(worker, "<i4");
   AP_FIELD(error_kind, "u1");
   AP_FIELD(flags, "u1");
+  AP_FIELD(request_id, "<u8");
 #undef AP_FIELD
   return out;
 }
@@ -142,6 +143,28 @@ void register_engine(py::module_& m) {
           "Adds a conversation: JSON fragments, the piece list (fragment indices), per turn "
           "(piece_begin, piece_end, insert_at, max_tokens, min_tokens, tool_delay_ns), the turn whose reply "
           "each fragment records (-1: none), and extra JSON members for its requests.")
+      .def(
+          "set_tool_delay",
+          [](PyWorkload& self, const std::string& kind, double a_s, double b_s, double cap_s) {
+            self.check_open();
+            ToolDelayPolicy p;
+            if (kind == "recorded") p.kind = ToolDelayKind::kRecorded;
+            else if (kind == "none") p.kind = ToolDelayKind::kNone;
+            else if (kind == "fixed") p.kind = ToolDelayKind::kFixed;
+            else if (kind == "uniform") p.kind = ToolDelayKind::kUniform;
+            else if (kind == "lognormal") p.kind = ToolDelayKind::kLognormal;
+            else throw py::value_error("tool delay kind must be 'recorded', 'none', 'fixed', 'uniform' or 'lognormal'");
+            auto ns = [](double s) { return static_cast<int64_t>(s * 1e9 + (s >= 0 ? 0.5 : -0.5)); };
+            p.a_ns = ns(a_s);
+            if (p.kind == ToolDelayKind::kLognormal) p.sigma = b_s;
+            else p.b_ns = ns(b_s);
+            p.cap_ns = cap_s >= 0 ? ns(cap_s) : -1;
+            self.w->tool_delay = p;
+          },
+          py::arg("kind") = "recorded", py::arg("a_s") = 0.0, py::arg("b_s") = 0.0, py::arg("cap_s") = -1.0,
+          "How agents choose the delay after each turn, drawn from their own random stream when the turn "
+          "completes: 'recorded' (the turn's tool_delay_ns), 'none', 'fixed' (a_s), 'uniform' (in [a_s, b_s]) "
+          "or 'lognormal' (median a_s, sigma b_s). cap_s >= 0 caps every delay. Checked at finalize().")
       .def("finalize",
            [](PyWorkload& self) {
              if (self.frozen) return;
@@ -173,7 +196,7 @@ void register_engine(py::module_& m) {
                        bool random_start_turn, bool cache_isolation, size_t record_buffer_limit,
                        int64_t spawn_interval_ns, bool history_generated, std::string protocol, bool tls,
                        bool tls_verify, std::string ca_file, std::string tls_server_name,
-                       uint32_t streams_per_connection) {
+                       uint32_t streams_per_connection, uint64_t run_nonce) {
              if (!wl.frozen) throw std::logic_error("finalize() the workload before creating an engine");
              EngineConfig c;
              c.host = std::move(host);
@@ -184,6 +207,7 @@ void register_engine(py::module_& m) {
              c.request_timeout_ns = request_timeout_ns;
              c.connect_retry_ns = connect_retry_ns;
              c.seed = seed;
+             c.run_nonce = run_nonce;
              c.random_start_turn = random_start_turn;
              c.cache_isolation = cache_isolation;
              c.record_buffer_limit = record_buffer_limit;
@@ -208,13 +232,15 @@ void register_engine(py::module_& m) {
            py::arg("record_buffer_limit") = size_t{1} << 22, py::arg("spawn_interval_ns") = 0,
            py::arg("history_generated") = false, py::arg("protocol") = "h1", py::arg("tls") = false,
            py::arg("tls_verify") = true, py::arg("ca_file") = "", py::arg("tls_server_name") = "",
-           py::arg("streams_per_connection") = 100)
+           py::arg("streams_per_connection") = 100, py::arg("run_nonce") = 0)
       .def("start", &Engine::start, py::call_guard<py::gil_scoped_release>())
       .def("stop", &Engine::stop, py::call_guard<py::gil_scoped_release>())
       .def("set_concurrency", &Engine::set_concurrency, py::arg("agents"))
       .def_property_readonly("concurrency", &Engine::concurrency)
       .def_property("isolation_epoch", &Engine::isolation_epoch, &Engine::set_isolation_epoch)
       .def_property_readonly("running", &Engine::running)
+      .def_property_readonly("run_nonce", [](const Engine& e) { return e.config().run_nonce; })
+      .def_property_readonly("seed", [](const Engine& e) { return e.config().seed; })
       .def("snapshot",
            [](const Engine& e) {
              EngineSnapshot s;

@@ -3,7 +3,7 @@
 #include <vector>
 
 #include "agentperf/clock.h"
-#include "agentperf/event_loop.h"
+#include "common/event_loop.h"
 #include "agentperf/workload.h"
 #include "testing.h"
 

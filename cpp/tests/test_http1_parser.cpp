@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "agentperf/http1_parser.h"
+#include "client/http1_parser.h"
 #include "testing.h"
 
 using agentperf::Http1Callbacks;

@@ -11,7 +11,7 @@
 #include <string_view>
 #include <vector>
 
-#include "agentperf/session.h"
+#include "client/session.h"
 #include "testing.h"
 
 namespace agentperf {

@@ -3,8 +3,8 @@
 #include <string>
 #include <vector>
 
-#include "agentperf/sim_prefix_cache.h"
-#include "agentperf/sim_request.h"
+#include "sim/sim_prefix_cache.h"
+#include "sim/sim_request.h"
 #include "testing.h"
 
 using namespace agentperf;

@@ -5,7 +5,11 @@
 // connection per agent, reused across turns. HTTP/2: agents' streams multiplexed over few
 // connections (streams_per_connection each). An agent replays its
 // conversation turn by turn: turn k+1 is scheduled when turn k completes plus its tool delay (a
-// timer, not a thread). When an agent finishes a conversation it starts another (chosen at random).
+// timer, not a thread; the delay is drawn by the agent at that moment, per Workload::tool_delay).
+// When an agent finishes a conversation it starts another (chosen at random). Every agent draws
+// from its own random stream, seeded from (seed, global agent id): reproducible from the seed
+// whatever the number of workers. Every request carries "X-Request-Id: <16 hex digits>", unique
+// within the run, also written into its record.
 // The number of live agents can be raised or lowered at any time (set_concurrency); an agent that is
 // removed finishes its in-flight request first (its record is kept), or leaves at once when idle.
 //
@@ -26,13 +30,11 @@
 #include <vector>
 
 #include "agentperf/histogram.h"
+#include "agentperf/protocol.h"
 #include "agentperf/record.h"
-#include "agentperf/session.h"
 #include "agentperf/workload.h"
 
 namespace agentperf {
-
-enum class ProtocolChoice : uint8_t { kHttp1 = 1, kHttp2 = 2, kAuto = 3 };
 
 struct EngineConfig {
   std::string host = "127.0.0.1";      ///< server address (name or IP literal), resolved once at start()
@@ -52,7 +54,12 @@ struct EngineConfig {
   int workers = 1;                      ///< worker threads (each with its own event loop)
   int64_t request_timeout_ns = 600LL * 1'000'000'000;  ///< scheduled → complete, else kTimeout
   int64_t connect_retry_ns = 100'000'000;  ///< minimum wait after a connect failure before retrying
-  uint64_t seed = 1;                    ///< seeds the choice of conversations, start turns, prefixes
+  /// Seeds every agent's random stream (conversation choice, start turn, tool delays), a function of
+  /// (seed, global agent id), and the cache-isolation prefixes.
+  uint64_t seed = 1;
+  /// Mixed into the cache-isolation prefixes only: a second run with the same seed and another
+  /// nonce replays the same agents but never meets its own prefixes in the server's cache.
+  uint64_t run_nonce = 0;
   bool random_start_turn = true;        ///< an agent's first conversation starts at a random turn
   bool cache_isolation = true;          ///< insert a per-agent prefix (see Workload, set_isolation_epoch)
   /// history=generated: feed back the reply text each agent received (Conversation::reply_of)
@@ -117,7 +124,7 @@ class Engine {
   /// Moves out every record finished since the last drain (all workers, unordered across workers).
   std::vector<RequestRecord> drain_records();
 
-  /// Isolation prefixes are a function of (seed, agent id, epoch); a new epoch gives every agent a
+  /// Isolation prefixes are a function of (seed, run_nonce, agent id, epoch); a new epoch gives every agent a
   /// fresh prefix from its next request on (one epoch per phase: no cache reuse across phases).
   void set_isolation_epoch(uint64_t epoch) { isolation_epoch_.store(epoch); }
   uint64_t isolation_epoch() const { return isolation_epoch_.load(); }

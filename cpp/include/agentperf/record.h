@@ -36,7 +36,7 @@ enum RecordFlags : uint8_t {
   kFlagUnderGenerated = 4,   ///< fewer output tokens than the requested exact length
 };
 
-/// One request. Plain data, 120 bytes; written by the worker that ran it, moved to readers in bulk.
+/// One request. Plain data, 128 bytes; written by the worker that ran it, moved to readers in bulk.
 struct RequestRecord {
   int64_t scheduled_ns;    ///< when the agent became ready to send (previous turn done + tool delay)
   int64_t sent_ns;         ///< when the first request byte was written
@@ -58,7 +58,8 @@ struct RequestRecord {
   uint8_t error_kind;      ///< ErrorKind
   uint8_t flags;           ///< RecordFlags
   uint8_t pad_[6];
+  uint64_t request_id;     ///< its X-Request-Id (unique within the run; also on a request that never reached the server)
 };
-static_assert(sizeof(RequestRecord) == 120, "RequestRecord layout is part of the numpy contract");
+static_assert(sizeof(RequestRecord) == 128, "RequestRecord layout is part of the numpy contract");
 
 }  // namespace agentperf

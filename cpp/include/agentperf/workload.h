@@ -29,7 +29,7 @@ struct TurnSpec {
   int32_t insert_at = -1;        ///< offset in that range before which the isolation prefix goes; -1: none
   int32_t max_tokens = -1;       ///< max_tokens to ask for (-1: omit)
   int32_t min_tokens = -1;       ///< min_tokens to ask for (-1: omit)
-  int64_t tool_delay_ns = 0;     ///< delay after this turn completes before the next is scheduled
+  int64_t tool_delay_ns = 0;     ///< the recorded delay after this turn (used by ToolDelayKind::kRecorded)
 };
 
 struct Conversation {
@@ -68,11 +68,31 @@ struct RequestOptions {
   int32_t isolation_token_hi = 30000;
 };
 
+/// How the delay between a turn's completion and the next turn (the agent's tool time) is chosen.
+/// An agent draws it from its own random stream when the turn completes.
+enum class ToolDelayKind : uint8_t {
+  kRecorded = 0,   ///< the turn's TurnSpec::tool_delay_ns
+  kNone = 1,       ///< 0
+  kFixed = 2,      ///< a_ns
+  kUniform = 3,    ///< uniform in [a_ns, b_ns]
+  kLognormal = 4,  ///< lognormal with median a_ns and shape sigma (of the underlying normal)
+};
+
+struct ToolDelayPolicy {
+  ToolDelayKind kind = ToolDelayKind::kRecorded;
+  int64_t a_ns = 0;
+  int64_t b_ns = 0;
+  double sigma = 0.0;
+  int64_t cap_ns = -1;  ///< >= 0: every delay is capped at this; -1: no cap
+};
+
 struct Workload {
   std::vector<Conversation> conversations;
   RequestOptions request;
+  ToolDelayPolicy tool_delay;
   /// Validates and fills derived fields. Throws std::invalid_argument with a message naming the
-  /// conversation and turn when a range or index is out of bounds or no turn exists.
+  /// conversation and turn when a range or index is out of bounds or no turn exists, or when the
+  /// tool delay policy's parameters are out of range.
   void finalize();
 };
 

@@ -14,7 +14,9 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "agentperf/protocol.h"
 #include "agentperf/record.h"
 
 namespace agentperf {
@@ -24,6 +26,10 @@ class StreamHandler {
  public:
   virtual ~StreamHandler() = default;
   virtual void on_response_headers(int status, int64_t now_ns) = 0;
+  /// The response's header fields, one by one before on_response_headers(), when wants_headers()
+  /// (HTTP/2: lower-case names, pseudo-headers left out). Views are valid only during the call.
+  virtual bool wants_headers() const { return false; }
+  virtual void on_response_header(std::string_view name, std::string_view value) {}
   virtual void on_response_data(const char* data, size_t n, int64_t now_ns) = 0;
   virtual void on_response_complete(int64_t now_ns) = 0;
   /// The stream ended without a complete response; `kind` says why. Called at most once, and
@@ -31,19 +37,31 @@ class StreamHandler {
   virtual void on_stream_failed(ErrorKind kind, int64_t now_ns) = 0;
 };
 
-enum class Protocol : uint8_t {
-  kHttp1 = 1,  ///< HTTP/1.1, one request at a time per connection
-  kHttp2 = 2,  ///< HTTP/2 (h2c with prior knowledge, or h2 over TLS), many streams per connection
+/// One extra request header. HTTP/2 needs the name in lower case (the caller's job).
+struct HeaderField {
+  std::string_view name;
+  std::string_view value;
 };
 
-/// The protocol-independent part of a request (a POST with a JSON body). Strings are not copied:
-/// they must outlive the stream.
+/// The protocol-independent part of a request. Strings are not copied: they must outlive the stream.
 struct RequestHead {
+  std::string_view method = "POST";
   std::string_view path;           ///< e.g. /v1/chat/completions
   std::string_view authority;      ///< Host header / :authority, e.g. 127.0.0.1:8000
   std::string_view authorization;  ///< full header value, empty: none
-  uint64_t content_length = 0;     ///< total size of the body slices
+  std::string_view request_id;     ///< X-Request-Id value, empty: none
+  /// Send Content-Type: application/json and Accept: text/event-stream (the streaming API).
+  bool json_stream = true;
+  const HeaderField* headers = nullptr;  ///< more headers, sent as given
+  size_t header_count = 0;
+  /// Total size of the body slices. Content-Length is sent unless it is 0 on a GET or HEAD.
+  uint64_t content_length = 0;
 };
+
+/// Whether a request with this head carries Content-Length (shared by both sessions).
+inline bool sends_content_length(const RequestHead& h) {
+  return h.content_length > 0 || (h.method != "GET" && h.method != "HEAD");
+}
 
 class Session {
  public:
@@ -86,7 +104,17 @@ struct SessionOptions {
   uint32_t connection_window_bytes = 1u << 30;
 };
 
-/// The one place a protocol is chosen (`tls`: the transport is TLS, so HTTP/2 uses :scheme https).
+/// The one place the protocol is decided. `want`: what the user asked for; `tls`: the transport is
+/// TLS; `alpn`: the protocol ALPN selected on it ("h2", "http/1.1"; empty: none, or plain TCP).
+/// Before a handshake, pass the ALPN the last handshake selected (or "h2" before the first) to
+/// predict the protocol. Returns false, with the reason in `*error` (when given), when the server
+/// refused what was asked (h2 over TLS whose ALPN did not select h2).
+bool choose_protocol(ProtocolChoice want, bool tls, std::string_view alpn, Protocol* out, std::string* error = nullptr);
+
+/// The ALPN protocols to offer over TLS for `want`, in preference order.
+std::vector<std::string> alpn_offer(ProtocolChoice want);
+
+/// The one place a session is made (`tls`: the transport is TLS, so HTTP/2 uses :scheme https).
 /// Throws std::runtime_error if the protocol is unavailable.
 std::unique_ptr<Session> make_session(Protocol protocol, const SessionOptions& options = {}, bool tls = false);
 

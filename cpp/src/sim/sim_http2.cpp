@@ -1,4 +1,4 @@
-#include "agentperf/sim_http2.h"
+#include "sim/sim_http2.h"
 
 #include <nghttp2/nghttp2.h>
 

@@ -1,4 +1,4 @@
-#include "agentperf/tls.h"
+#include "common/tls.h"
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>

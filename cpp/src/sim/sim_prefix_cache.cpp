@@ -1,4 +1,4 @@
-#include "agentperf/sim_prefix_cache.h"
+#include "sim/sim_prefix_cache.h"
 
 #include <algorithm>
 

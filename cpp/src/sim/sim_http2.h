@@ -20,7 +20,7 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "agentperf/sim_exchange.h"
+#include "sim/sim_exchange.h"
 
 struct nghttp2_session;
 

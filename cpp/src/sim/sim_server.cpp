@@ -19,9 +19,10 @@
 #include <thread>
 
 #include "agentperf/clock.h"
-#include "agentperf/event_loop.h"
-#include "agentperf/sim_exchange.h"
-#include "agentperf/sim_http2.h"
+#include "common/event_loop.h"
+#include "common/json_escape.h"
+#include "sim/sim_exchange.h"
+#include "sim/sim_http2.h"
 
 namespace agentperf {
 
@@ -54,7 +55,7 @@ class SimWorker final : public IoHandler, public TimerTarget, public SimModelSin
         listen_fd_(listen_fd),
         model_(make_sim_model(config.model_params)),
         rng_(config.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(index)),
-        model_json_(sim_json_escape(config.model)) {
+        model_json_(json_escape(config.model)) {
     loop_.add(listen_fd_, EPOLLIN, this);
     counters_.kv_capacity.set(config_.model_params.kind == SimModelKind::kBatching
                                   ? config_.model_params.kv_capacity_tokens
@@ -576,8 +577,8 @@ std::string SimServer::metrics_text() const {
                 "# HELP agentperf_sim_info The simulator's model kind, preset and served model name.\n"
                 "# TYPE agentperf_sim_info gauge\n"
                 "agentperf_sim_info{model_kind=\"%s\",preset=\"%s\",model=\"%s\",workers=\"%d\"} 1\n",
-                p.kind == SimModelKind::kNull ? "null" : "batching", sim_json_escape(config_.preset).c_str(),
-                sim_json_escape(config_.model).c_str(), config_.workers);
+                p.kind == SimModelKind::kNull ? "null" : "batching", json_escape(config_.preset).c_str(),
+                json_escape(config_.model).c_str(), config_.workers);
   s += line;
   auto d = [](uint64_t v) { return static_cast<double>(v); };
   put("agentperf_sim_connections_accepted_total", "counter", "Connections accepted.", d(m.connections_accepted));

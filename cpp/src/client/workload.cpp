@@ -17,6 +17,21 @@ void Workload::finalize() {
       (request.isolation_tokens < 1 || request.isolation_token_lo < 0 ||
        request.isolation_token_hi <= request.isolation_token_lo))
     throw std::invalid_argument("token-id isolation needs isolation_tokens >= 1 and 0 <= lo < hi");
+  const ToolDelayPolicy& td = tool_delay;
+  switch (td.kind) {
+    case ToolDelayKind::kRecorded:
+    case ToolDelayKind::kNone:
+      break;
+    case ToolDelayKind::kFixed:
+      if (td.a_ns < 0) throw std::invalid_argument("a fixed tool delay must be >= 0");
+      break;
+    case ToolDelayKind::kUniform:
+      if (td.a_ns < 0 || td.b_ns < td.a_ns) throw std::invalid_argument("a uniform tool delay needs 0 <= a <= b");
+      break;
+    case ToolDelayKind::kLognormal:
+      if (td.a_ns <= 0 || !(td.sigma >= 0)) throw std::invalid_argument("a lognormal tool delay needs median > 0 and sigma >= 0");
+      break;
+  }
   for (size_t c = 0; c < conversations.size(); ++c) {
     Conversation& conv = conversations[c];
     if (conv.turns.empty()) throw bad(c, "has no turns");

@@ -6,7 +6,7 @@
 #include <queue>
 #include <stdexcept>
 
-#include "agentperf/sim_prefix_cache.h"
+#include "sim/sim_prefix_cache.h"
 
 namespace agentperf {
 

@@ -1,5 +1,5 @@
 // Incremental HTTP/1.1 response parser (see http1_parser.h for the contract).
-#include "agentperf/http1_parser.h"
+#include "client/http1_parser.h"
 
 #include <cstring>
 
@@ -161,7 +161,7 @@ bool Http1ResponseParser::parse_status_line(std::string_view s) {
   return true;
 }
 
-bool Http1ResponseParser::parse_header_line(std::string_view line) {
+bool Http1ResponseParser::parse_header_line(std::string_view line, Http1Callbacks& cb) {
   if (is_ows(line.front())) return true;  // obs-fold continuation: no header we use is folded
   size_t colon = line.find(':');
   if (colon == std::string_view::npos) {
@@ -174,6 +174,7 @@ bool Http1ResponseParser::parse_header_line(std::string_view line) {
     fail(Http1ParseError::kBadHeader);
     return false;
   }
+  if (status_code_ >= 200 && cb.wants_http_headers()) cb.on_http_header(name, trim_ows(line.substr(colon + 1)));
   // Only three names matter; the length check rejects almost every other header at once.
   switch (name.size()) {
     case 14:  // content-length
@@ -345,7 +346,7 @@ size_t Http1ResponseParser::feed(const char* data, size_t n, Http1Callbacks& cb)
             if (line.empty()) {
               line_.clear();
               if (end_of_headers(cb)) return static_cast<size_t>(p - data);
-            } else if (!parse_header_line(line)) {
+            } else if (!parse_header_line(line, cb)) {
               stop = true;
             }
             break;

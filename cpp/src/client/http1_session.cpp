@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "agentperf/http1_parser.h"
-#include "agentperf/session.h"
+#include "client/http1_parser.h"
+#include "client/session.h"
 
 namespace agentperf {
 namespace {
@@ -19,18 +19,25 @@ class Http1Session final : public Session, private Http1Callbacks {
 
   int32_t submit(const RequestHead& h, const iovec* body, size_t count, StreamHandler* handler) override {
     if (!can_submit()) return -1;
-    head_.assign("POST ").append(h.path).append(" HTTP/1.1\r\nHost: ").append(h.authority);
-    head_.append("\r\nContent-Type: application/json\r\nAccept: text/event-stream\r\n");
+    head_.assign(h.method).append(" ").append(h.path).append(" HTTP/1.1\r\nHost: ").append(h.authority);
+    head_.append("\r\n");
+    if (h.json_stream) head_.append("Content-Type: application/json\r\nAccept: text/event-stream\r\n");
     if (!h.authorization.empty()) head_.append("Authorization: ").append(h.authorization).append("\r\n");
-    char len[48];
-    int n = std::snprintf(len, sizeof len, "Content-Length: %llu\r\n\r\n", static_cast<unsigned long long>(h.content_length));
-    head_.append(len, static_cast<size_t>(n));
+    if (!h.request_id.empty()) head_.append("X-Request-Id: ").append(h.request_id).append("\r\n");
+    for (size_t i = 0; i < h.header_count; ++i)
+      head_.append(h.headers[i].name).append(": ").append(h.headers[i].value).append("\r\n");
+    if (sends_content_length(h)) {
+      char len[48];
+      int n = std::snprintf(len, sizeof len, "Content-Length: %llu\r\n", static_cast<unsigned long long>(h.content_length));
+      head_.append(len, static_cast<size_t>(n));
+    }
+    head_.append("\r\n");
+    parser_.reset(h.method == "HEAD");
     out_.clear();
     out_.push_back({head_.data(), head_.size()});
     out_.insert(out_.end(), body, body + count);
     out_pos_ = 0;
     handler_ = handler;
-    parser_.reset();
     return ++stream_id_;
   }
 
@@ -93,6 +100,10 @@ class Http1Session final : public Session, private Http1Callbacks {
 
  private:
   void on_http_headers(int status_code) override { handler_->on_response_headers(status_code, now_ns_); }
+  bool wants_http_headers() const override { return handler_ && handler_->wants_headers(); }
+  void on_http_header(std::string_view name, std::string_view value) override {
+    handler_->on_response_header(name, value);
+  }
   void on_http_body(const char* data, size_t n) override { handler_->on_response_data(data, n, now_ns_); }
   void on_http_complete() override {
     StreamHandler* h = handler_;

@@ -1,10 +1,12 @@
-#include "agentperf/sim_exchange.h"
+#include "sim/sim_exchange.h"
 
 #include <algorithm>
 #include <cstdio>
 
 #include "agentperf/clock.h"
-#include "agentperf/sim_request.h"
+#include "common/json_escape.h"
+#include "common/rng.h"
+#include "sim/sim_request.h"
 
 namespace agentperf {
 
@@ -18,32 +20,7 @@ constexpr uint64_t kTimerHeadersDue = 2;
 
 constexpr std::string_view kGarbageEvent = "data: <html>upstream sent garbage</html>\n\n";
 
-uint64_t splitmix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
-
 }  // namespace
-
-std::string sim_json_escape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
 
 void SimExchange::start(SimResponder* responder, std::string_view method, std::string_view path,
                         std::string_view body, int64_t received_ns) {
@@ -112,7 +89,7 @@ void SimExchange::respond_simple(int status, const char* reason, const char* con
 
 void SimExchange::respond_error(int status, const char* reason, const std::string& message, const char* type) {
   respond_simple(status, reason, "application/json",
-                 "{\"error\":{\"message\":\"" + sim_json_escape(message) + "\",\"type\":\"" + type +
+                 "{\"error\":{\"message\":\"" + json_escape(message) + "\",\"type\":\"" + type +
                      "\",\"code\":" + std::to_string(status) + "}}");
 }
 
@@ -184,12 +161,12 @@ void SimExchange::submit(int64_t arrival_ns) {
 int32_t SimExchange::output_length(int64_t min_tokens, bool ignore_eos, uint64_t prompt_hash, int32_t max_tokens) const {
   const SimServerConfig& cfg = host_.config();
   if (ignore_eos || cfg.early_stop_probability <= 0 || max_tokens < 2) return max_tokens;
-  uint64_t h = splitmix(cfg.seed ^ splitmix(prompt_hash ^ (static_cast<uint64_t>(max_tokens) << 1)));
+  uint64_t h = splitmix64_hash(cfg.seed ^ splitmix64_hash(prompt_hash ^ (static_cast<uint64_t>(max_tokens) << 1)));
   double u = static_cast<double>(h >> 11) * 0x1.0p-53;
   if (u >= cfg.early_stop_probability) return max_tokens;
   int64_t lo = std::max<int64_t>(1, min_tokens), hi = max_tokens - 1;
   if (lo > hi) return max_tokens;
-  return static_cast<int32_t>(lo + static_cast<int64_t>(splitmix(h) % static_cast<uint64_t>(hi - lo + 1)));
+  return static_cast<int32_t>(lo + static_cast<int64_t>(splitmix64_hash(h) % static_cast<uint64_t>(hi - lo + 1)));
 }
 
 SimExchange::Fault SimExchange::draw_fault() {

@@ -54,6 +54,11 @@ struct Http1Callbacks {
   virtual void on_http_body(const char* data, size_t n) = 0;
   /// The whole response has been received.
   virtual void on_http_complete() = 0;
+  /// One header line of a final (non-1xx) response, before on_http_headers(); value without
+  /// surrounding whitespace. Views are valid only during the call. Called only when
+  /// wants_http_headers() is true (the engine's hot path does not look at headers).
+  virtual bool wants_http_headers() const { return false; }
+  virtual void on_http_header(std::string_view name, std::string_view value) {}
 };
 
 class Http1ResponseParser {
@@ -98,7 +103,7 @@ class Http1ResponseParser {
   int take_line(const char*& p, const char* end, size_t limit, std::string_view& line);
   bool parse_status_line(std::string_view line);
   /// Handles one header line; false on error (error_ set).
-  bool parse_header_line(std::string_view line);
+  bool parse_header_line(std::string_view line, Http1Callbacks& cb);
   /// The blank line ending the headers: returns true when the response is complete (no body).
   bool end_of_headers(Http1Callbacks& cb);
   void clear_message_headers();

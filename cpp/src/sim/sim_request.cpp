@@ -1,4 +1,4 @@
-#include "agentperf/sim_request.h"
+#include "sim/sim_request.h"
 
 #include <algorithm>
 #include <cstdint>

@@ -38,7 +38,7 @@
 #include <utility>
 #include <vector>
 
-#include "agentperf/session.h"
+#include "client/session.h"
 
 namespace agentperf {
 
@@ -73,11 +73,11 @@ inline int32_t h2_submit_request(nghttp2_session* s, const nghttp2_nv* nva, size
 constexpr size_t kOutputHighWaterBytes = 256 * 1024;
 constexpr uint32_t kMaxWindowBytes = (1u << 31) - 1;
 
-nghttp2_nv header(std::string_view name, std::string_view value) {
-  // Names are literals: nghttp2 need not copy them. Values are copied.
+nghttp2_nv header(std::string_view name, std::string_view value, bool copy_name = false) {
+  // Our names are literals: nghttp2 need not copy them. Values (and callers' names) are copied.
   return nghttp2_nv{reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
                     reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
-                    NGHTTP2_NV_FLAG_NO_COPY_NAME};
+                    static_cast<uint8_t>(copy_name ? NGHTTP2_NV_FLAG_NONE : NGHTTP2_NV_FLAG_NO_COPY_NAME)};
 }
 
 class Http2Session final : public Session {
@@ -133,18 +133,20 @@ class Http2Session final : public Session {
     char length[24];
     auto [end, ec] = std::to_chars(length, length + sizeof length, head.content_length);
     (void)ec;
-    nghttp2_nv nva[8] = {
-        header(":method", "POST"),
-        header(":scheme", tls_ ? "https" : "http"),
-        header(":authority", head.authority),
-        header(":path", head.path),
-        header("content-type", "application/json"),
-        header("accept", "text/event-stream"),
-        header("content-length", std::string_view(length, static_cast<size_t>(end - length))),
-    };
-    size_t n = 7;
-    if (!head.authorization.empty()) nva[n++] = header("authorization", head.authorization);
-
+    nva_.clear();
+    nva_.push_back(header(":method", head.method));
+    nva_.push_back(header(":scheme", tls_ ? "https" : "http"));
+    nva_.push_back(header(":authority", head.authority));
+    nva_.push_back(header(":path", head.path));
+    if (head.json_stream) {
+      nva_.push_back(header("content-type", "application/json"));
+      nva_.push_back(header("accept", "text/event-stream"));
+    }
+    if (sends_content_length(head))
+      nva_.push_back(header("content-length", std::string_view(length, static_cast<size_t>(end - length))));
+    if (!head.authorization.empty()) nva_.push_back(header("authorization", head.authorization));
+    if (!head.request_id.empty()) nva_.push_back(header("x-request-id", head.request_id));
+    for (size_t i = 0; i < head.header_count; ++i) nva_.push_back(header(head.headers[i].name, head.headers[i].value, true));
     h2_data_provider provider{};
     provider.source.ptr = st.get();
     provider.read_callback = &Http2Session::read_body_cb;
@@ -152,7 +154,7 @@ class Http2Session final : public Session {
     for (const iovec& v : st->body) has_body |= v.iov_len > 0;
     st->body_done = !has_body;
 
-    int32_t id = h2_submit_request(s_, nva, n, has_body ? &provider : nullptr, st.get());
+    int32_t id = h2_submit_request(s_, nva_.data(), nva_.size(), has_body ? &provider : nullptr, st.get());
     if (id < 0) return -1;
     st->id = id;
     streams_.emplace(id, std::move(st));
@@ -342,9 +344,16 @@ class Http2Session final : public Session {
 
   static int on_header_cb(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
                           const uint8_t* value, size_t valuelen, uint8_t, void* user_data) {
-    if (frame->hd.type != NGHTTP2_HEADERS || namelen != 7 || std::memcmp(name, ":status", 7) != 0) return 0;
+    if (frame->hd.type != NGHTTP2_HEADERS) return 0;
     Stream* st = self(user_data).stream(frame->hd.stream_id);
     if (st == nullptr || st->status_reported) return 0;
+    if (namelen != 7 || std::memcmp(name, ":status", 7) != 0) {
+      // A field of the response's header block (not trailers: status_reported is still false).
+      if (st->final_status >= 200 && st->handler && st->handler->wants_headers() && namelen > 0 && name[0] != ':')
+        st->handler->on_response_header(std::string_view(reinterpret_cast<const char*>(name), namelen),
+                                        std::string_view(reinterpret_cast<const char*>(value), valuelen));
+      return 0;
+    }
     int status = 0;
     const char* v = reinterpret_cast<const char*>(value);
     std::from_chars(v, v + valuelen, status);  // nghttp2 has checked it is three digits
@@ -421,6 +430,7 @@ class Http2Session final : public Session {
   bool tls_;
   nghttp2_session* s_ = nullptr;
   std::unordered_map<int32_t, std::unique_ptr<Stream>> streams_;  ///< submitted, not yet closed by nghttp2
+  std::vector<nghttp2_nv> nva_;  ///< submit(): the request's header list (reused)
   size_t live_ = 0;                                               ///< streams with a handler
   std::vector<uint8_t> out_;                                      ///< serialized frames to write
   size_t out_pos_ = 0;                                            ///< bytes of out_ already written

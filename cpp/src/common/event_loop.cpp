@@ -1,4 +1,4 @@
-#include "agentperf/event_loop.h"
+#include "common/event_loop.h"
 
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>

@@ -22,18 +22,12 @@
 #include <string>
 #include <string_view>
 
-#include "agentperf/event_loop.h"
+#include "common/event_loop.h"
+#include "common/single_writer_counter.h"
 #include "agentperf/sim_model.h"
 #include "agentperf/sim_server.h"
 
 namespace agentperf {
-
-/// A counter written by one thread and read by any (relaxed: a reader may be a few events stale).
-struct SimCounter {
-  std::atomic<uint64_t> v{0};
-  void add(uint64_t n = 1) { v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
-  uint64_t get() const { return v.load(std::memory_order_relaxed); }
-};
 
 /// A gauge written by one thread and read by any.
 struct SimGauge {
@@ -47,9 +41,9 @@ struct SimGauge {
 
 /// One worker's counters and gauges (summed by SimServer::metrics()).
 struct SimCounters {
-  SimCounter accepted, requests, rejected, tokens;
-  SimCounter f500, f429, f503, freset, ftruncate, fmalformed, fstall, fslow;
-  SimCounter prompt_tokens, cache_queries, cache_hits, steps;
+  SingleWriterCounter accepted, requests, rejected, tokens;
+  SingleWriterCounter f500, f429, f503, freset, ftruncate, fmalformed, fstall, fslow;
+  SingleWriterCounter prompt_tokens, cache_queries, cache_hits, steps;
   SimGauge running, waiting, kv_used, kv_capacity, cache_blocks;
   int64_t stalled = 0;  ///< requests held by the stall fault (counted as waiting); worker thread only
 };
@@ -148,8 +142,5 @@ class SimExchange final : public TimerTarget {
   int64_t received_ns_ = 0, headers_due_ns_ = 0;
   std::string pending_;    ///< output held until the headers are due (slow_headers)
 };
-
-/// JSON string escaping (quotes, backslashes, control characters).
-std::string sim_json_escape(std::string_view s);
 
 }  // namespace agentperf

@@ -1,0 +1,297 @@
+#include "client/agent.h"
+
+#include <cstring>
+
+#include "agentperf/clock.h"
+#include "client/tool_delay.h"
+
+namespace agentperf {
+
+namespace {
+bool is_2xx(int status) { return status >= 200 && status < 300; }
+}  // namespace
+
+void Agent::assign(int64_t id) {
+  id_ = id;
+  rng_.reseed(seed_of(w_.config().seed, static_cast<uint64_t>(id)));
+  leaving = false;
+  ++gen_;
+  prefix_epoch_ = UINT64_MAX;  // the prefix is derived from (seed, id, epoch) when first needed
+  pick_conversation();
+  if (w_.config().random_start_turn) {
+    size_t turns = w_.workload().conversations[conv_].turns.size();
+    turn_ = static_cast<int32_t>(rng_.below(turns));
+  }
+}
+
+void Agent::pick_conversation() {
+  const Workload& wl = w_.workload();
+  conv_ = static_cast<int32_t>(rng_.below(wl.conversations.size()));
+  turn_ = 0;
+  generated_.clear();
+  capture_.clear();
+}
+
+void Agent::begin() {
+  spawn_ns_ = now_ns();
+  Connection* c = w_.connection_for_new_stream();
+  if (!c) return fail_connect(now_ns(), spawn_ns_);
+  if (c->ready()) {
+    conn_ = c;
+    if (!c->owner && !c->shareable()) c->owner = this;
+    scheduled_ns_ = spawn_ns_;
+    w_.schedule(scheduled_ns_, this, gen_ << 1);
+    return;
+  }
+  preconnect_ = true;
+  wait_for(c);
+}
+
+void Agent::leave() {
+  leaving = true;
+  if (!in_flight_) w_.remove_agent(this);
+}
+
+void Agent::release() {
+  if (engaged_) w_.count_engaged(-1);
+  engaged_ = false;
+  stop_waiting();
+  // This may run inside the connection's own read callbacks (the agent leaves when its last
+  // response completes), so the connection is closed after the loop iteration, not here.
+  if (owns(conn_)) {
+    conn_->owner = nullptr;
+    w_.close_later(conn_);
+  }
+  conn_ = nullptr;
+  in_flight_ = false;
+  preconnect_ = false;
+  ++gen_;
+}
+
+void Agent::cancel() {
+  stop_waiting();
+  if (in_flight_) {
+    if (stream_id_ > 0 && conn_) conn_->abandon(stream_id_);
+    finish(ErrorKind::kCancelled, now_ns());
+  }
+}
+
+void Agent::on_timer(uint64_t token) {
+  if ((token >> 1) != gen_) return;  // stale
+  if (token & 1) {
+    if (in_flight_) {
+      stop_waiting();
+      if (stream_id_ > 0 && conn_) conn_->abandon(stream_id_);
+      finish(ErrorKind::kTimeout, now_ns());
+    }
+  } else if (!in_flight_ && !leaving) {
+    send_request();
+  }
+}
+
+void Agent::on_connection_ready(Connection* c) {
+  waiting_on_ = nullptr;
+  if (preconnect_) {
+    preconnect_ = false;
+    if (leaving) return w_.remove_agent(this);
+    conn_ = c;
+    scheduled_ns_ = now_ns();
+    w_.schedule(scheduled_ns_, this, gen_ << 1);
+    return;
+  }
+  if (in_flight_) submit_on(c);
+}
+
+void Agent::on_connection_failed(Connection*, int64_t now) {
+  waiting_on_ = nullptr;
+  if (preconnect_) {
+    preconnect_ = false;
+    if (leaving) return w_.remove_agent(this);
+    return fail_connect(now, spawn_ns_);
+  }
+  if (in_flight_) finish(ErrorKind::kConnect, now);
+}
+
+void Agent::on_response_headers(int status, int64_t now) {
+  rec_.http_status = status;
+  rec_.first_byte_ns = now;
+}
+
+void Agent::on_response_data(const char* data, size_t n, int64_t now) {
+  if (!is_2xx(rec_.http_status)) return;
+  sse_.feed(data, n, [&](const SseEvent& ev) {
+    if (capturing_ && !ev.text.empty()) capture_.append(ev.text);
+    if (ev.has_output) {
+      if (rec_.first_token_ns == 0) {
+        rec_.first_token_ns = now;
+      } else {
+        w_.record_gap(now - rec_.last_token_ns);
+      }
+      rec_.last_token_ns = now;
+      ++rec_.output_events;
+    }
+    if (ev.has_usage) {
+      if (ev.usage.completion_tokens >= 0) usage_completion_ = ev.usage.completion_tokens;
+      if (ev.usage.prompt_tokens >= 0) rec_.prompt_tokens = ev.usage.prompt_tokens;
+      if (ev.usage.cached_tokens >= 0) rec_.cached_tokens = ev.usage.cached_tokens;
+    }
+    stream_error_ |= ev.error;
+    malformed_ |= ev.malformed;
+  });
+}
+
+void Agent::on_response_complete(int64_t now) {
+  ErrorKind kind = ErrorKind::kNone;
+  if (!is_2xx(rec_.http_status)) kind = ErrorKind::kHttpStatus;
+  else if (malformed_) kind = ErrorKind::kSseMalformed;
+  else if (stream_error_) kind = ErrorKind::kStreamError;
+  else if (rec_.output_events == 0) kind = ErrorKind::kNoOutput;
+  finish(kind, now);
+}
+
+void Agent::on_stream_failed(ErrorKind kind, int64_t now) { finish(kind, now); }
+
+// A connect at spawn failed: one kConnect record for the first turn, retried after a pause.
+void Agent::fail_connect(int64_t now, int64_t scheduled) {
+  scheduled_ns_ = scheduled;
+  start_record();
+  w_.count_started();
+  in_flight_ = true;
+  finish(ErrorKind::kConnect, now);
+}
+
+void Agent::start_record() {
+  std::memset(&rec_, 0, sizeof rec_);
+  rec_.scheduled_ns = scheduled_ns_;
+  rec_.prompt_tokens = -1;
+  rec_.cached_tokens = -1;
+  rec_.agent_id = id_;
+  rec_.conversation = conv_;
+  rec_.turn = turn_;
+  rec_.worker = w_.index();
+  rec_.request_id = w_.next_request_id();
+  const TurnSpec& turn = w_.workload().conversations[conv_].turns[turn_];
+  rec_.max_tokens = turn.max_tokens;
+  usage_completion_ = -1;
+  stream_error_ = false;
+  malformed_ = false;
+  sse_.reset();
+  capturing_ = w_.config().history_generated && !w_.workload().conversations[conv_].reply_of.empty();
+  capture_.clear();
+}
+
+// The isolation prefix for the engine's current epoch, rebuilt only when the epoch changes.
+const std::string& Agent::isolation_prefix() {
+  uint64_t epoch = w_.isolation_epoch();
+  if (epoch == prefix_epoch_) return prefix_;
+  prefix_epoch_ = epoch;
+  const EngineConfig& cfg = w_.config();
+  prefix_ = agentperf::isolation_prefix(w_.workload().request, cfg.seed, cfg.run_nonce, id_, epoch);
+  return prefix_;
+}
+
+void Agent::send_request() {
+  start_record();
+  const EngineConfig& cfg = w_.config();
+  w_.request_builder().build(conv_, turn_, cfg.cache_isolation ? &isolation_prefix() : nullptr,
+                             cfg.history_generated ? &generated_ : nullptr, rec_.request_id, req_);
+  rec_.request_bytes = static_cast<int64_t>(req_.body_bytes);
+  w_.count_started();
+  in_flight_ = true;
+  stream_id_ = 0;
+  ++gen_;
+  w_.schedule(scheduled_ns_ + cfg.request_timeout_ns, this, (gen_ << 1) | 1);
+  // HTTP/1.1: this agent's own keep-alive connection when it is still good; HTTP/2: the one it
+  // used last if it has room. Otherwise one from the host (a new one if none has room).
+  Connection* c = conn_ && conn_->ready() && conn_->has_room() && (owns(conn_) || conn_->shareable()) ? conn_ : nullptr;
+  if (!c) {
+    if (owns(conn_)) conn_->close(ErrorKind::kCancelled, now_ns());
+    c = w_.connection_for_new_stream();
+  }
+  if (!c) return finish(ErrorKind::kConnect, now_ns());
+  if (c->ready()) return submit_on(c);
+  rec_.flags |= kFlagNewConnection;  // the connect happens inside this request's TTFT
+  wait_for(c);
+}
+
+void Agent::submit_on(Connection* c) {
+  conn_ = c;
+  if (!c->owner && !c->shareable()) c->owner = this;
+  if (!c->has_room()) {  // filled up (HTTP/2 peer limit) while we waited: look again
+    Connection* other = w_.connection_for_new_stream();
+    if (!other) return finish(ErrorKind::kConnect, now_ns());
+    if (!other->ready()) {
+      rec_.flags |= kFlagNewConnection;
+      return wait_for(other);
+    }
+    conn_ = c = other;
+  }
+  rec_.sent_ns = now_ns();
+  stream_id_ = c->submit(req_.head, req_.body.data(), req_.body.size(), this);
+  if (stream_id_ > 0 && !engaged_) {
+    engaged_ = true;
+    w_.count_engaged(1);
+  }
+  if (stream_id_ <= 0 && in_flight_) finish(ErrorKind::kWrite, now_ns());
+}
+
+void Agent::wait_for(Connection* c) {
+  waiting_on_ = c;
+  if (!c->owner && !c->shareable()) c->owner = this;
+  c->add_waiter(this);
+}
+
+void Agent::stop_waiting() {
+  if (waiting_on_) waiting_on_->remove_waiter(this);
+  waiting_on_ = nullptr;
+}
+
+// Ends the current request: one record, then the next turn (or leaving).
+void Agent::finish(ErrorKind kind, int64_t now) {
+  if (!in_flight_) return;
+  in_flight_ = false;
+  ++gen_;  // invalidates the timeout timer
+  rec_.done_ns = now;
+  rec_.error_kind = static_cast<uint8_t>(kind);
+  if (usage_completion_ >= 0) {
+    rec_.output_tokens = usage_completion_;
+  } else {
+    rec_.output_tokens = rec_.output_events;
+    rec_.flags |= kFlagTokensEstimated;
+  }
+  const Workload& wl = w_.workload();
+  const TurnSpec& turn = wl.conversations[conv_].turns[turn_];
+  stream_id_ = 0;
+  if (kind == ErrorKind::kNone && turn.max_tokens > 0 && (turn.min_tokens > 0 || wl.request.ignore_eos) &&
+      rec_.output_tokens < turn.max_tokens)
+    rec_.flags |= kFlagUnderGenerated;
+  if (capturing_ && kind == ErrorKind::kNone) generated_.keep(turn_, wl.conversations[conv_].turns.size(), capture_);
+  w_.commit(rec_);
+
+  if (kind == ErrorKind::kCancelled) return;
+  if (leaving) {
+    w_.remove_agent(this);
+    return;
+  }
+  int64_t delay = draw_tool_delay_ns(wl.tool_delay, turn.tool_delay_ns, rng_);
+  if (kind == ErrorKind::kConnect) {
+    // The request never reached the server: retry the same turn after a pause.
+    delay = std::max(delay, w_.config().connect_retry_ns);
+  } else {
+    advance_turn();
+  }
+  scheduled_ns_ = now + delay;
+  // Never send from inside a callback: a timer at (or before) now fires at the end of this
+  // loop iteration.
+  w_.schedule(scheduled_ns_, this, gen_ << 1);
+}
+
+void Agent::advance_turn() {
+  if (static_cast<size_t>(turn_ + 1) < w_.workload().conversations[conv_].turns.size()) {
+    ++turn_;
+    return;
+  }
+  pick_conversation();
+}
+
+}  // namespace agentperf

@@ -1,0 +1,90 @@
+// The engine facade: resolves the server, owns the TLS context and the workers, merges their
+// snapshots and records.
+#include "agentperf/engine.h"
+
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include <cstring>
+#include <stdexcept>
+
+#include "agentperf/clock.h"
+#include "client/session.h"
+#include "client/worker.h"
+#include "common/tls.h"
+
+namespace agentperf {
+
+Engine::Engine(EngineConfig config, std::shared_ptr<const Workload> workload)
+    : config_(std::move(config)), workload_(std::move(workload)) {
+  if (!workload_ || workload_->conversations.empty()) throw std::invalid_argument("the workload is empty");
+  for (const Conversation& c : workload_->conversations)
+    if (c.turn_bytes.size() != c.turns.size())
+      throw std::invalid_argument("the workload was not finalized (call Workload::finalize())");
+  if (config_.workers < 1) throw std::invalid_argument("workers must be >= 1");
+  if (config_.request_timeout_ns <= 0) throw std::invalid_argument("request_timeout_ns must be > 0");
+}
+
+Engine::~Engine() { stop(); }
+
+void Engine::start() {
+  if (running_.load()) return;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  std::string port = std::to_string(config_.port);
+  int rc = getaddrinfo(config_.host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0 || !res)
+    throw std::runtime_error("cannot resolve host '" + config_.host + "': " + gai_strerror(rc));
+  sockaddr_storage addr{};
+  std::memcpy(&addr, res->ai_addr, res->ai_addrlen);
+  socklen_t len = res->ai_addrlen;
+  freeaddrinfo(res);
+
+  workers_.clear();
+  if (config_.tls && !tls_) {
+    TlsOptions o;
+    o.verify = config_.tls_verify;
+    o.ca_file = config_.ca_file;
+    o.server_name = config_.tls_server_name.empty() ? config_.host : config_.tls_server_name;
+    o.alpn = alpn_offer(config_.protocol);
+    tls_ = std::make_unique<TlsContext>(o);
+  }
+  for (int i = 0; i < config_.workers; ++i)
+    workers_.push_back(std::make_unique<Worker>(i, config_, workload_, addr, len, isolation_epoch_, tls_.get()));
+  running_.store(true);
+  set_concurrency(target_.load());
+  for (auto& w : workers_) w->start();
+}
+
+void Engine::set_concurrency(int64_t agents) {
+  if (agents < 0) agents = 0;
+  target_.store(agents);
+  if (!running_.load()) return;
+  int64_t n = static_cast<int64_t>(workers_.size());
+  for (int64_t i = 0; i < n; ++i) workers_[i]->set_target(agents / n + (i < agents % n ? 1 : 0));
+}
+
+void Engine::stop() {
+  if (!running_.exchange(false)) return;
+  for (auto& w : workers_) w->request_stop();
+  for (auto& w : workers_) w->join();
+  // Keep the workers (and their final records and counters) readable until the next start().
+}
+
+EngineSnapshot Engine::snapshot() const {
+  EngineSnapshot s;
+  s.taken_ns = now_ns();
+  s.agents_target = target_.load();
+  for (const auto& w : workers_) w->add_to(s);
+  return s;
+}
+
+std::vector<RequestRecord> Engine::drain_records() {
+  std::vector<RequestRecord> out;
+  for (auto& w : workers_) w->drain_into(out);
+  return out;
+}
+
+}  // namespace agentperf
