@@ -272,19 +272,39 @@ def test_a_new_isolation_epoch_gives_fresh_prefixes(recorder):
     assert len(first) == 1 and len(second) == 1 and first != second
 
 
-@pytest.mark.parametrize("spec, check", [
-    ("none", lambda d, r: d == 0),
-    ("recorded", lambda d, r: d == r),
-    ("fixed:0.25", lambda d, r: d == 0.25),
-    ("uniform:0.1,0.2", lambda d, r: 0.1 <= d <= 0.2),
-    ("lognormal:1,0.5", lambda d, r: d > 0),
-])
-def test_tool_delay_policies(spec, check):
-    policy = ap.RequestPolicy(tool_delay=spec)
-    for recorded in (0.0, 0.7, 3.0):
-        assert check(policy.delay_ns(recorded) / 1e9, recorded)
-    capped = ap.RequestPolicy(tool_delay="fixed:9", tool_delay_cap_s=2.0)
-    assert capped.delay_ns(0) == 2_000_000_000
+def _first_delays(spec: str, seed: int, agents: int = 6, cap_s: float | None = None) -> dict[int, float]:
+    """Each agent's delay between turn 0 and turn 1 of one conversation, from its records."""
+    conv = ap.Conversation(turns=[ap.Turn(messages=[{"role": "user", "content": f"turn {i}"}], output_tokens=4,
+                                          tool_delay_s=0.3) for i in range(3)])
+    workload = ap.encode([conv], model="agentperf-sim",
+                         policy=ap.RequestPolicy(tool_delay=spec, tool_delay_cap_s=cap_s))
+    with ap.SimServer(ttft_s=0.005, itl_s=0.001) as server:
+        engine = ap.Engine(server.url, workload, workers=1, seed=seed, random_start_turn=False)
+        _, records = ap.run_phase(engine, agents, 1.8)
+    out = {}
+    for a in range(agents):
+        mine = records[(records["agent_id"] == a) & (records["error_kind"] == 0)]
+        t0, t1 = mine[mine["turn"] == 0], mine[mine["turn"] == 1]
+        assert len(t0) and len(t1), f"agent {a} did not reach turn 1"
+        out[a] = (int(t1["scheduled_ns"][0]) - int(t0["done_ns"][0])) / 1e9
+    return out
+
+
+def test_each_agent_draws_its_own_tool_delays_reproducibly_from_the_seed():
+    first = _first_delays("uniform:0.5,1.5", seed=7)
+    assert all(0.5 <= d <= 1.5 for d in first.values()), first
+    assert len({round(d, 4) for d in first.values()}) == 6, f"agents waited the same 'random' delay: {first}"
+    again = _first_delays("uniform:0.5,1.5", seed=7)
+    assert again == pytest.approx(first, abs=1e-6)
+    other = _first_delays("uniform:0.5,1.5", seed=8)
+    assert other != pytest.approx(first, abs=1e-3)
+
+
+@pytest.mark.parametrize("spec, cap, expected", [("none", None, 0.0), ("recorded", None, 0.3),
+                                                 ("fixed:0.25", None, 0.25), ("fixed:9", 0.2, 0.2)])
+def test_tool_delay_policies_on_the_wire(spec, cap, expected):
+    got = _first_delays(spec, seed=1, agents=2, cap_s=cap)
+    assert got == pytest.approx({0: expected, 1: expected}, abs=0.002)
 
 
 @pytest.mark.parametrize("bad", ["sometimes", "fixed:-1", "uniform:3,1", "lognormal:0,1"])

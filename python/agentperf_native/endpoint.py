@@ -1,13 +1,17 @@
-"""Endpoint addresses: the OpenAI-style base URL (``http://host:8000/v1``), completed when needed."""
+"""Endpoint addresses and the tool's one-shot requests (model listing, pre-flight).
+
+Every request the tool sends goes through the native client (``_core.http_request``): the same
+connection, HTTP/1.1 or HTTP/2 session, TLS settings, headers and timeouts as the load. There is
+no second HTTP stack in Python.
+"""
 
 from __future__ import annotations
 
 import json
-import ssl
-import urllib.error
-import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+from . import _core
 
 
 @dataclass(frozen=True)
@@ -27,13 +31,17 @@ class Endpoint:
             raise ValueError(f"unsupported URL scheme in {url!r}: use http:// or https://")
         if not parts.hostname:
             raise ValueError(f"no host in URL {url!r}")
+        try:
+            port = parts.port
+        except ValueError as e:
+            raise ValueError(f"bad port in URL {url!r}: {e}") from None
         path = parts.path.rstrip("/")
         for suffix in ("/chat/completions", "/completions"):
             if path.endswith(suffix):
                 path = path[: -len(suffix)]
         if path == "":
             path = "/v1"
-        return cls(parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80), path)
+        return cls(parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80), path)
 
     @property
     def base_url(self) -> str:
@@ -44,37 +52,89 @@ class Endpoint:
         """Request path for an API below the base, e.g. ``path("/chat/completions")``."""
         return self.base_path + api
 
-    def request(self, api: str, api_key: str | None = None, body: bytes | None = None) -> urllib.request.Request:
-        """A request for ``base/api`` (POST with a JSON body when ``body`` is given)."""
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"} if body is not None else {}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        return urllib.request.Request(self.base_url + api, data=body, headers=headers)
 
-    def ssl_context(self, ca_file: str | None = None, insecure: bool = False) -> ssl.SSLContext | None:
-        """The TLS settings the engine uses, for Python-side requests (None for http://)."""
-        if self.scheme != "https":
-            return None
-        context = ssl.create_default_context(cafile=ca_file)
-        if insecure:
-            context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-        return context
+@dataclass(frozen=True)
+class Transport:
+    """How the tool talks to the endpoint: the load's protocol, TLS and credentials."""
 
-    def get_json(self, api: str, api_key: str | None = None, timeout_s: float = 10.0,
-                 ca_file: str | None = None, insecure: bool = False) -> dict:
-        """GET ``base/api`` and decode JSON (pre-flight and manifest use; not on the hot path)."""
-        request = self.request(api, api_key)
-        with urllib.request.urlopen(request, timeout=timeout_s, context=self.ssl_context(ca_file, insecure)) as response:
-            return json.loads(response.read().decode("utf-8"))
+    protocol: str = "auto"        # h1 | h2 | auto (ALPN on https://; HTTP/1.1 on http://)
+    api_key: str | None = None
+    ca_file: str | None = None
+    insecure: bool = False
+    timeout_s: float = 30.0
 
-    def list_models(self, api_key: str | None = None, ca_file: str | None = None, insecure: bool = False) -> list[str]:
-        """Model ids from ``/v1/models``. Raises ConnectionError with an actionable message."""
-        try:
-            data = self.get_json("/models", api_key, ca_file=ca_file, insecure=insecure)
-        except urllib.error.HTTPError as e:
-            raise ConnectionError(f"GET {self.base_url}/models answered HTTP {e.code}: check the URL and --api-key-env") from e
-        except (urllib.error.URLError, OSError) as e:
-            hint = ("use --ca FILE to trust its certificate, or --insecure for a self-signed test setup"
-                    if "CERTIFICATE_VERIFY_FAILED" in str(e) else "Is the server running?")
-            raise ConnectionError(f"cannot reach {self.base_url}/models: {e}. {hint}") from e
-        return [m.get("id", "") for m in data.get("data", []) if isinstance(m, dict)]
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    protocol: str = ""
+    error_kind: str = ""          # "" when an HTTP answer came; else the engine's error kind
+    error: str = ""
+
+    @property
+    def transient(self) -> bool:
+        """A fault worth retrying: no answer (connect, reset, cut stream, timeout) or 429/5xx."""
+        return bool(self.error_kind) or self.status in (429, 500, 502, 503, 504)
+
+    def excerpt(self, limit: int = 200) -> str:
+        text = self.body[:limit].decode("utf-8", "replace").strip()
+        if text.lstrip().startswith("<"):
+            return "an HTML page"
+        return " ".join(text.split())
+
+
+def fetch(endpoint: Endpoint, transport: Transport, method: str, api: str, body: bytes = b"",
+          *, stream: bool = False) -> Response:
+    """One request to ``base/api`` through the native client (blocking; releases the GIL)."""
+    headers = [("Accept", "text/event-stream" if stream else "application/json")]
+    if body:
+        headers.append(("Content-Type", "application/json"))
+    if transport.api_key:
+        headers.append(("Authorization", f"Bearer {transport.api_key}"))
+    protocol = transport.protocol
+    if protocol == "auto" and endpoint.scheme == "http":
+        protocol = "h1"
+    raw = _core.http_request(endpoint.host, endpoint.port, method, endpoint.path(api), headers=headers, body=body,
+                             protocol=protocol, tls=endpoint.scheme == "https", tls_verify=not transport.insecure,
+                             ca_file=transport.ca_file or "", timeout_s=transport.timeout_s)
+    return Response(status=int(raw["status"]), body=bytes(raw["body"]), headers=list(raw["headers"]),
+                    protocol=str(raw["protocol"]), error_kind=str(raw["error_kind"]), error=str(raw["error"]))
+
+
+def _hint(resp: Response, transport: Transport, endpoint: Endpoint) -> str:
+    err = resp.error.lower()
+    if "certificate" in err or "verify" in err:
+        return "use --ca FILE to trust its certificate, or --insecure for a self-signed test setup"
+    if resp.error_kind == "protocol" and transport.protocol == "h2":
+        return "the server may not speak HTTP/2 (h2c) on this port: try --protocol h1"
+    if resp.error_kind in ("protocol", "truncated", "reset") and resp.status == 0 and transport.protocol != "h2":
+        return "no HTTP/1.1 answer came: if the server speaks only HTTP/2 without TLS (h2c), use --protocol h2"
+    if resp.error_kind == "connect":
+        return "is the server running, and is the URL right?"
+    return "check the URL"
+
+
+def list_models(endpoint: Endpoint, transport: Transport) -> tuple[list[str], dict, str | None]:
+    """Model ids (and the raw listing) from ``/v1/models``; the third value is a note when the
+    listing was not usable (404, not JSON) — the caller decides whether that is fatal (it is only
+    when no ``--model`` was given). Raises ConnectionError when the server cannot be reached."""
+    for _ in range(3):  # a transient fault (reset, no answer) is retried twice
+        resp = fetch(endpoint, transport, "GET", "/models")
+        if resp.error_kind not in ("reset", "truncated", "timeout", "protocol", "write"):
+            break  # an answer, or a fault that a retry will not cure (refused, certificate)
+    if resp.error_kind:
+        raise ConnectionError(f"cannot reach {endpoint.base_url}/models: {resp.error}. "
+                              f"{_hint(resp, transport, endpoint)}")
+    if resp.status in (401, 403):
+        raise ConnectionError(f"GET {endpoint.base_url}/models answered HTTP {resp.status}: the server wants "
+                              "credentials; pass the key's environment variable with --api-key-env")
+    if resp.status != 200:
+        return [], {}, f"GET {endpoint.base_url}/models answered HTTP {resp.status} ({resp.excerpt()})"
+    try:
+        data = json.loads(resp.body.decode("utf-8"))
+        listed = [m for m in data.get("data", []) if isinstance(m, dict)]
+    except (ValueError, AttributeError):
+        return [], {}, f"GET {endpoint.base_url}/models did not answer JSON ({resp.excerpt()})"
+    return [str(m.get("id", "")) for m in listed], data, None

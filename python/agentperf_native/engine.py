@@ -77,6 +77,10 @@ class Engine:
     certificate unless ``insecure``; ``ca_file`` adds trusted CAs. HTTP/2 multiplexes up to
     ``streams_per_connection`` agents per connection.
 
+    ``seed`` seeds every agent's own random stream (conversation, start turn, tool delays);
+    ``run_nonce`` is mixed into the cache-isolation prefixes with the seed, so a second run with the
+    same seed does not meet the first one's prefix cache.
+
     ``spawn_interval_s`` is the minimum gap between agent arrivals when the concurrency rises (a
     ramp; 0 adds them all at once).
 
@@ -88,7 +92,8 @@ class Engine:
                  workers: int | None = None, api_key: str | None = None, request_timeout_s: float = 600.0,
                  seed: int = 1, random_start_turn: bool = True, cache_isolation: bool = True,
                  spawn_interval_s: float = 0.0, history: str | None = None, protocol: str = "auto",
-                 ca_file: str | None = None, insecure: bool = False, streams_per_connection: int = 100) -> None:
+                 ca_file: str | None = None, insecure: bool = False, streams_per_connection: int = 100,
+                 run_nonce: int = 0) -> None:
         self.endpoint = url if isinstance(url, Endpoint) else Endpoint.parse(url)
         self.workload = workload
         self.workers = workers or default_workers()
@@ -111,6 +116,7 @@ class Engine:
             tls_verify=not insecure,
             ca_file=ca_file or "",
             streams_per_connection=streams_per_connection,
+            run_nonce=run_nonce,
         )
         self._core.set_concurrency(int(concurrency))
 

@@ -1,21 +1,19 @@
 """Pre-flight: one small streaming request before a run, so a misconfigured endpoint fails fast.
 
 Checks that the endpoint answers, streams SSE, reports usage when asked (stream_options), and
-whether it honours ``ignore_eos`` + ``min_tokens`` (exact output lengths). Off the hot path: plain
-urllib, one request.
+whether it honours ``ignore_eos`` + ``min_tokens`` (exact output lengths). It goes through the
+native client with the run's protocol, TLS and headers. A transient fault (no answer, a reset or
+cut stream, 429/5xx) is retried twice; the outcome says what every attempt saw.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import time
-import urllib.error
-import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from . import _core
-from .endpoint import Endpoint
+from .endpoint import Endpoint, Response, Transport, fetch
 
 
 @dataclass
@@ -30,62 +28,55 @@ class Preflight:
     honours_exact_length: bool
     ttft_s: float | None
     problem: str | None = None
+    protocol: str = ""
+    attempts: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-TRANSIENT_STATUSES = (429, 500, 502, 503, 504)
-
-
-def check(endpoint: Endpoint, model: str, *, attempts: int = 3, **kw) -> Preflight:
-    """The pre-flight request; a transient fault (connection error, reset, 429/5xx, a cut stream)
-    is retried (``attempts`` in all), and the last answer says what every attempt saw."""
+def check(endpoint: Endpoint, model: str, transport: Transport | None = None, *, tokens: int = 16,
+          attempts: int = 3) -> Preflight:
+    transport = transport or Transport()
     seen: list[str] = []
+    result = None
     for _ in range(attempts):
-        result = _check_once(endpoint, model, **kw)
-        if result.ok or not (result.status == 0 or result.status in TRANSIENT_STATUSES):
+        result, resp = _check_once(endpoint, model, transport, tokens)
+        if result.ok or not resp.transient:
             break
         seen.append(result.problem or f"HTTP {result.status}")
+    assert result is not None
+    result.attempts = seen
     if not result.ok and len(seen) > 1:
         result.problem = f"{len(seen)} attempts failed: " + "; ".join(seen)
     return result
 
 
-def _check_once(endpoint: Endpoint, model: str, *, api_key: str | None = None, ca_file: str | None = None,
-                insecure: bool = False, tokens: int = 16, timeout_s: float = 60.0) -> Preflight:
+def _check_once(endpoint: Endpoint, model: str, transport: Transport, tokens: int) -> tuple[Preflight, Response]:
     body = json.dumps({"model": model, "stream": True, "stream_options": {"include_usage": True},
                        "max_tokens": tokens, "min_tokens": tokens, "ignore_eos": True,
                        "messages": [{"role": "user", "content": "Count from one to one hundred."}]}).encode()
-    req = endpoint.request("/chat/completions", api_key, body)
-    context = endpoint.ssl_context(ca_file, insecure)
+    t0 = time.monotonic()
+    resp = fetch(endpoint, transport, "POST", "/chat/completions", body, stream=True)
+    where = f"POST {endpoint.base_url}/chat/completions"
+    fail = Preflight(False, resp.status, 0, 0, False, None, tokens, False, None, protocol=resp.protocol)
+    if resp.error_kind:
+        fail.problem = f"{where} failed ({resp.error_kind}): {resp.error}"
+        return fail, resp
+    if resp.status != 200:
+        fail.problem = f"{where} answered HTTP {resp.status}: {resp.excerpt(300)}"
+        return fail, resp
     parser = _core.SseParser()
     events = outputs = 0
     completion = None
-    first = None
-    t0 = time.monotonic()
-    try:
-        with urllib.request.urlopen(req, timeout=timeout_s, context=context) as resp:
-            status = resp.status
-            while chunk := resp.read1(65536):
-                for ev in parser.feed(chunk):
-                    events += 1
-                    if ev["output"]:
-                        outputs += 1
-                        first = first or time.monotonic()
-                    if ev["usage"] and ev["completion_tokens"] >= 0:
-                        completion = ev["completion_tokens"]
-    except urllib.error.HTTPError as e:
-        detail = e.read(300).decode("utf-8", "replace")
-        return Preflight(False, e.code, 0, 0, False, None, tokens, False, None,
-                         f"POST {endpoint.base_url}/chat/completions answered HTTP {e.code}: {detail}")
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
-        return Preflight(False, 0, 0, 0, False, None, tokens, False, None,
-                         f"POST {endpoint.base_url}/chat/completions failed: {e}")
-    problem = None
-    if outputs == 0:
-        problem = "the stream carried no output (content/reasoning) events"
-    return Preflight(ok=problem is None, status=status, streamed_events=events, output_events=outputs,
+    for ev in parser.feed(resp.body):
+        events += 1
+        if ev["output"]:
+            outputs += 1
+        if ev["usage"] and ev["completion_tokens"] >= 0:
+            completion = ev["completion_tokens"]
+    problem = None if outputs else "the stream carried no output (content/reasoning) events"
+    return Preflight(ok=problem is None, status=resp.status, streamed_events=events, output_events=outputs,
                      usage_reported=completion is not None, completion_tokens=completion, asked_tokens=tokens,
-                     honours_exact_length=completion == tokens, ttft_s=(first - t0) if first else None,
-                     problem=problem)
+                     honours_exact_length=completion == tokens, ttft_s=None, problem=problem,
+                     protocol=resp.protocol), resp

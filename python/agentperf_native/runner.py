@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from . import preflight
-from .endpoint import Endpoint
+from .endpoint import Endpoint, Transport, list_models
 from .engine import Engine, now_ns
 from .orchestrate import Interrupted, Orchestrator, run_loop
 from .probe import PhaseRules, ProbeRunner, ProbeState
@@ -44,6 +44,7 @@ class RunConfig:
     api_key_env: str | None = None
     request_timeout_s: float = 600.0
     seed: int = 1
+    run_nonce: int | None = None  # None: from the OS; mixed into cache-isolation prefixes (replays: set it)
     random_start_turn: bool = True
     cache_isolation: bool = True
     history: str = "recorded"
@@ -120,6 +121,7 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None]) -> 
 
     with ExitStack() as stack:
         server_info: dict = {}
+        notes: list[str] = []
         sim_metrics_url = None
         if cfg.url is None:
             sim = stack.enter_context(embedded_server(cfg.sim_preset, ttft_s=cfg.sim_ttft_s, itl_s=cfg.sim_itl_s,
@@ -131,25 +133,33 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None]) -> 
             log(f"no --url: started the built-in simulated server ({server_info['preset']} preset) at {sim.url}")
         else:
             endpoint = Endpoint.parse(cfg.url)
+        transport = Transport(protocol=cfg.protocol, api_key=api_key, ca_file=cfg.ca_file, insecure=cfg.insecure)
+        if cfg.url is not None:
             try:
-                models = endpoint.list_models(api_key, ca_file=cfg.ca_file, insecure=cfg.insecure)
+                models, listing, note = list_models(endpoint, transport)
             except ConnectionError as e:
-                raise RunError(str(e)) from e
+                raise RunError(str(e)) from None
             if cfg.model is None:
                 if not models:
-                    raise RunError(f"{endpoint.base_url}/models lists no model; pass --model")
+                    raise RunError(f"{note or f'{endpoint.base_url}/models lists no model'}; pass --model")
                 model = models[0]
             else:
                 model = cfg.model
                 if models and model not in models:
                     raise RunError(f"model {model!r} is not served at {endpoint.base_url} (it lists: "
                                    f"{', '.join(models)}); pass one of those to --model")
-            server_info = {"kind": "external", "models": models}
+                if note:
+                    notes.append(f"{note}; /v1/models is optional with --model: using {model!r}")
+                    log(f"note: {notes[-1]}")
+            server_info = {"kind": "external", "models": models, "listing": listing.get("data", [])[:8]}
 
         token_only = any(c.turns and c.turns[0].hash_ids is not None for c in conversations)
         pre = None
         if not token_only:
-            pre = preflight.check(endpoint, model, api_key=api_key, ca_file=cfg.ca_file, insecure=cfg.insecure)
+            pre = preflight.check(endpoint, model, transport)
+            if pre.ok and pre.attempts:
+                notes.append(f"pre-flight needed {len(pre.attempts) + 1} attempts: " + "; ".join(pre.attempts))
+                log(f"note: {notes[-1]}")
             if not pre.ok:
                 raise RunError(f"pre-flight failed: {pre.problem}")
             if not pre.usage_reported:
@@ -169,6 +179,7 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None]) -> 
                                seed=cfg.seed)
         workload = encode(conversations, model=model, policy=policy, base_path=endpoint.base_path,
                           tokenizer=tokenizer, token_prompts=cfg.token_prompts)
+        run_nonce = cfg.run_nonce if cfg.run_nonce is not None else int.from_bytes(os.urandom(8), "little")
         manifest = base_manifest(command, {k: v for k, v in dataclasses.asdict(cfg).items()})
         manifest.update({
             "endpoint": endpoint.base_url, "model": model, "server": server_info,
@@ -177,6 +188,8 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None]) -> 
                          "requests_per_pass": workload.requests_per_pass,
                          "turns_per_conversation": [len(c.turns) for c in conversations]},
             "started_unix_s": time.time(),
+            "run_nonce": f"{run_nonce:016x}",
+            "notes": notes,
             "clock": "CLOCK_MONOTONIC ns (records, windows); time_origin_ns is the run's origin",
             "records": dtype_description(),
         })
@@ -185,7 +198,7 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None]) -> 
                         request_timeout_s=cfg.request_timeout_s, seed=cfg.seed,
                         random_start_turn=cfg.random_start_turn, cache_isolation=cfg.cache_isolation,
                         spawn_interval_s=spawn, protocol=cfg.protocol, ca_file=cfg.ca_file, insecure=cfg.insecure,
-                        streams_per_connection=cfg.streams_per_connection)
+                        streams_per_connection=cfg.streams_per_connection, run_nonce=run_nonce)
         stack.callback(engine.stop)
         origin = now_ns()
         manifest["time_origin_ns"] = origin

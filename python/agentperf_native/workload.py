@@ -78,7 +78,7 @@ class RequestPolicy:
     tool_delay_cap_s: float | None = None
     share_system_prompt: bool = False  # isolation prefix after the system prompt, not inside it
     default_max_tokens: int | None = None  # for turns with no recorded output length
-    seed: int = 1  # for sampled tool delays
+    seed: int = 1  # (the engine's --seed seeds every agent's draws)
 
     def __post_init__(self) -> None:
         if self.history not in ("recorded", "generated"):
@@ -93,7 +93,7 @@ class RequestPolicy:
                 raise ValueError(f"output policy {self.output!r}: write fixed:N with N >= 1")
         elif self.output not in ("exact", "recorded"):
             raise ValueError(f"output policy must be 'exact', 'recorded' or 'fixed:N', not {self.output!r}")
-        self._delay = _delay_sampler(self.tool_delay, self.seed)
+        self.delay_policy = tool_delay_policy(self.tool_delay)
 
     @property
     def exact(self) -> bool:
@@ -109,33 +109,26 @@ class RequestPolicy:
         return n, (n if self.exact else -1)
 
     def delay_ns(self, recorded_s: float) -> int:
-        d = self._delay(recorded_s)
-        if self.tool_delay_cap_s is not None:
-            d = min(d, self.tool_delay_cap_s)
-        return int(round(max(0.0, d) * 1e9))
+        """The recorded delay as the engine stores it (the policy is applied by each agent)."""
+        return int(round(max(0.0, recorded_s) * 1e9))
 
 
-def _delay_sampler(spec: str, seed: int):
-    import math
-    import random
-
-    rng = random.Random(seed)
+def tool_delay_policy(spec: str) -> tuple[str, float, float]:
+    """``--tool-delay`` as the engine's policy ``(kind, a_s, b_s)``: every agent draws its delays
+    from its own seeded random stream when a turn completes (reproducible from ``--seed``)."""
     kind, _, args = spec.partition(":")
     try:
         values = [float(x) for x in args.split(",")] if args else []
     except ValueError:
         values = None
-    if kind == "recorded" and not args:
-        return lambda recorded: recorded
-    if kind == "none" and not args:
-        return lambda recorded: 0.0
+    if kind in ("recorded", "none") and not args:
+        return kind, 0.0, 0.0
     if kind == "fixed" and values and len(values) == 1 and values[0] >= 0:
-        return lambda recorded: values[0]
+        return kind, values[0], 0.0
     if kind == "uniform" and values and len(values) == 2 and 0 <= values[0] <= values[1]:
-        return lambda recorded: rng.uniform(values[0], values[1])
+        return kind, values[0], values[1]
     if kind == "lognormal" and values and len(values) == 2 and values[0] > 0 and values[1] >= 0:
-        mu = math.log(values[0])
-        return lambda recorded: rng.lognormvariate(mu, values[1])
+        return kind, values[0], values[1]
     raise ValueError(f"tool delay {spec!r}: write recorded, none, fixed:S, uniform:LO,HI or lognormal:MEDIAN,SIGMA "
                      "(seconds)")
 
@@ -276,6 +269,8 @@ def encode(conversations: Iterable[Conversation], *, model: str, path: str | Non
         isolation_style="token_ids" if as_ids else "text",
         isolation_token_hi=min(30000, getattr(tokenizer, "vocab_size", 30000)) if as_ids else 30000,
     )
+    kind, a_s, b_s = policy.delay_policy
+    core.set_tool_delay(kind, a_s, b_s, -1.0 if policy.tool_delay_cap_s is None else policy.tool_delay_cap_s)
     digest = hashlib.sha256()
     digest.update(repr((path, policy.history, policy.output, policy.tool_delay, policy.tool_delay_cap_s,
                         policy.share_system_prompt, token_prompts if token_only else None)).encode())

@@ -79,7 +79,10 @@ class Nginx:
     records each request's protocol as nginx saw it (``HTTP/2.0`` / ``HTTP/1.1``): :meth:`protocols`.
     """
 
-    def __init__(self, upstream_port: int, nginx: str | None = None) -> None:
+    def __init__(self, upstream_port: int, nginx: str | None = None, *, tls: bool = True, http2: bool = True,
+                 extra: str = "") -> None:
+        """``tls=False, http2=True``: an h2c-only front (HTTP/2 with prior knowledge, no HTTP/1.1);
+        ``tls=False, http2=False``: a plain HTTP/1.1 gateway. ``extra``: more ``location`` blocks."""
         self.binary = nginx or shutil.which("nginx") or "/usr/sbin/nginx"
         self.tmp = Path(tempfile.mkdtemp(prefix="agentperf-nginx-"))
         self.port = free_port()
@@ -107,9 +110,9 @@ http {{
         keepalive 64;
     }}
     server {{
-        listen 127.0.0.1:{self.port} ssl http2;
-        ssl_certificate {self.cert};
-        ssl_certificate_key {key};
+        listen 127.0.0.1:{self.port}{" ssl" if tls else ""}{" http2" if http2 else ""};
+        {f"ssl_certificate {self.cert}; ssl_certificate_key {key};" if tls else ""}
+        {extra}
         http2_max_concurrent_streams 128;
         keepalive_requests 100000;
         location / {{
@@ -129,7 +132,7 @@ http {{
         except Exception:
             self.stop()
             raise
-        self.url = f"https://127.0.0.1:{self.port}/v1"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/v1"
 
     def protocols(self) -> list[str]:
         """The protocol of every request logged so far (nginx writes a line when a request ends)."""
@@ -200,3 +203,66 @@ def run_h2load(url: str, body: bytes, *args: str, timeout_s: float = 60.0, h2loa
     res = parse_h2load(r.stdout)
     res["command"] = cmd
     return res
+
+
+class ResetFirst:
+    """A TCP front that resets the first connection once it has read a request (a transient fault
+    at the very start of a run) and relays every later one to ``upstream_port``."""
+
+    def __init__(self, upstream_port: int) -> None:
+        import socket
+        import threading
+
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.resets = 0
+        self.connections = 0
+        self._threads: list = []
+        self._stop = threading.Event()
+        t = threading.Thread(target=self._accept, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def _accept(self) -> None:
+        import socket
+        import struct
+        import threading
+
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            if self.resets == 0:
+                conn.recv(65536)
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()  # RST
+                self.resets += 1
+                continue
+            up = socket.create_connection(("127.0.0.1", self.upstream_port))
+            for a, b in ((conn, up), (up, conn)):
+                t = threading.Thread(target=self._pipe, args=(a, b), daemon=True)
+                t.start()
+
+    @staticmethod
+    def _pipe(src, dst) -> None:
+        import socket
+
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.listener.close()

@@ -21,7 +21,20 @@ FIELD_OF = {"duration": "duration_s", "tier_specs": "tiers", "warmup": "warmup_s
             "no_cache_isolation": "cache_isolation", "idle_power": "idle_power_s"}
 #: Options whose value is converted before it reaches RunConfig.
 CONVERT = {"start_turn": lambda v: v == "random", "no_cache_isolation": lambda v: not v,
-           "tier_specs": tuple, "power": lambda v: tuple(v) or ("auto",)}
+           "tier_specs": tuple, "power": lambda v: tuple(v) or ("auto",), "run_nonce": lambda v: _hex(v)}
+
+
+def _hex(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        n = int(value, 16)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: write the 16 hex digits of a manifest's run_nonce",
+                                 param_hint="--run-nonce") from None
+    if not 0 <= n < 1 << 64:
+        raise click.BadParameter(f"{value!r}: at most 16 hex digits", param_hint="--run-nonce")
+    return n
 
 
 @click.command()
@@ -70,6 +83,9 @@ CONVERT = {"start_turn": lambda v: v == "random", "no_cache_isolation": lambda v
               help="Per-request limit.")
 @click.option("--seed", type=int, default=D.seed, show_default=True,
               help="Seeds every agent's random stream (conversations, start turns, tool delays).")
+@click.option("--run-nonce", default=None, metavar="HEX",
+              help="Replay a run's cache-isolation prefixes exactly (its manifest's run_nonce). Default: fresh "
+                   "from the OS, so a repeated run never meets its own prefix cache.")
 @click.option("--start-turn", type=click.Choice(["random", "first"]), default="random" if D.random_start_turn else "first",
               show_default=True, help="Where each agent starts its first conversation.")
 @click.option("--no-cache-isolation", is_flag=True, default=not D.cache_isolation,
