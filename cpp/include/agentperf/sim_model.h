@@ -45,6 +45,11 @@
 //   prefill step(s); its output speed = tokens_per_chunk / (the mean duration of its decode steps).
 //   See python/agentperf_native/SIMULATOR.md for the closed form that follows from these rules.
 //
+// Busy time (SimModelStats::busy_*): the batching model is busy while a step is in progress, from
+// the step's start to its end in model time (back-to-back steps: busy without a gap); the null
+// model while at least one request is in flight, from its arrival to its last event (a cancelled
+// request ends at the latest time the model was told of: an arrival or an advance()).
+//
 // Thread safety: none; one model per thread. Allocation: per request (its state and block hashes).
 #pragma once
 
@@ -119,6 +124,12 @@ struct SimModelStats {
   uint64_t cache_hit_tokens = 0;    ///< of which served from the cache
   int64_t cache_blocks = 0;         ///< blocks now in the prefix cache
   uint64_t steps = 0;               ///< steps run (batching)
+  // Busy time, in model time, for the power model (sim_power.h). Busy = a step in progress
+  // (batching) or at least one request in flight (null). busy(t) = busy_ns + the part of the open
+  // interval [busy_since_ns, busy_until_ns) before t.
+  int64_t busy_ns = 0;                ///< total length of the busy intervals already closed
+  int64_t busy_since_ns = -1;         ///< start of the busy interval in progress; -1: idle
+  int64_t busy_until_ns = INT64_MAX;  ///< its end when known (batching: the step's end)
 };
 
 class SimModel {

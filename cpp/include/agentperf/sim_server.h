@@ -36,6 +36,15 @@
 //   slow_headers                   hold the response headers (and any output) slow_headers_ns
 //                                  after the request arrived; the model runs meanwhile.
 //
+// Power (sim_power.h): each replica runs on `accelerators` simulated accelerators that draw
+// idle_w + dynamic_w * busy each (busy: a batching step in progress; null model: a response in
+// flight). /metrics exports them as dcgm-exporter does, one series per accelerator (replica r,
+// accelerator a: gpu = r * accelerators + a), labels gpu, UUID ("SIM-<seed>-<gpu>"), modelName
+// ("agentperf-sim") and Hostname:
+//   DCGM_FI_DEV_POWER_USAGE               gauge, W, averaged over the last second;
+//   DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION  counter, mJ since the server started (whole mJ), the
+//                                         exact integral of the instantaneous power.
+//
 // Workers: each worker thread runs its own event loop, its own model and prefix cache over the
 // connections the kernel gives its SO_REUSEPORT listener; with the batching model, each worker is
 // one independent engine replica (the closed form in SIMULATOR.md describes one replica).
@@ -73,6 +82,10 @@ struct SimServerConfig {
   double fault_slow_headers = 0;
   int64_t stall_ns = 0;                    ///< 0: a stalled request is never answered
   int64_t slow_headers_ns = 1'000'000'000;
+  // Power model (see above).
+  int accelerators = 1;      ///< simulated accelerators per replica (>= 1); the replica's power is split evenly
+  double idle_w = 150.0;     ///< per accelerator, idle
+  double dynamic_w = 550.0;  ///< per accelerator, added while the replica is busy
 };
 
 /// Counters since start() and gauges now, summed over workers; read with relaxed atomics, so a
@@ -93,6 +106,10 @@ struct SimServerMetrics {
   uint64_t steps = 0;                ///< batching steps run
   uint64_t faults_http_500 = 0, faults_http_429 = 0, faults_http_503 = 0, faults_reset = 0,
            faults_truncate = 0, faults_malformed = 0, faults_stall = 0, faults_slow_headers = 0;
+  // Power model: per accelerator (index r * accelerators + a), exact at the time of the call.
+  std::vector<double> power_w;      ///< mean power over the last second, W
+  std::vector<double> energy_mj;    ///< energy since start, mJ
+  std::vector<double> utilisation;  ///< per replica: busy time / time since start
 };
 
 class SimWorker;
@@ -122,6 +139,7 @@ class SimServer {
   uint16_t port_ = 0;
   std::vector<std::unique_ptr<SimWorker>> workers_;
   SimServerMetrics final_metrics_;  ///< metrics() after stop()
+  std::string hostname_;            ///< the Hostname label of the power series
   bool running_ = false;
 };
 

@@ -59,7 +59,8 @@ class NullModel final : public SimModel {
     s.target = spec.output_tokens;
     s.generated = 0;
     s.next_event = 0;
-    ++running_;
+    clock_ns_ = std::max(clock_ns_, arrival_ns);
+    if (running_++ == 0) busy_since_ns_ = std::max(arrival_ns, busy_end_ns_);
     uint64_t h = make_handle(slot, ++s.gen);
     heap_.push({arrival_ns + p_.ttft_ns, h});
     return h;
@@ -69,12 +70,13 @@ class NullModel final : public SimModel {
     Seq* s = find(handle);
     if (!s) return;
     s->active = false;  // its heap entry is skipped when it comes up
-    --running_;
+    if (--running_ == 0) close_busy(clock_ns_);
   }
 
   int64_t next_deadline_ns() const override { return heap_.empty() ? -1 : heap_.top().at_ns; }
 
   void advance(int64_t now_ns, SimModelSink& sink) override {
+    clock_ns_ = std::max(clock_ns_, now_ns);
     while (!heap_.empty() && heap_.top().at_ns <= now_ns) {
       Due d = heap_.top();
       heap_.pop();
@@ -90,7 +92,7 @@ class NullModel final : public SimModel {
       e.last = s->generated >= s->target;
       ++s->next_event;
       if (e.last) {
-        release(d.handle);
+        release(d.handle, d.at_ns);
       } else {
         heap_.push({s->arrival_ns + p_.ttft_ns + s->next_event * p_.itl_ns, d.handle});
       }
@@ -103,6 +105,8 @@ class NullModel final : public SimModel {
   SimModelStats stats() const override {
     SimModelStats st;
     st.running = running_;
+    st.busy_ns = busy_ns_;
+    st.busy_since_ns = running_ > 0 ? busy_since_ns_ : -1;
     return st;
   }
 
@@ -127,10 +131,16 @@ class NullModel final : public SimModel {
     Seq& s = seqs_[slot];
     return s.active && s.gen == handle_gen(h) ? &s : nullptr;
   }
-  void release(uint64_t h) {
+  void release(uint64_t h, int64_t at_ns) {
     seqs_[handle_slot(h)].active = false;
     free_.push_back(handle_slot(h));
-    --running_;
+    if (--running_ == 0) close_busy(at_ns);
+  }
+  // The last request in flight left at `end_ns`: the busy interval closes.
+  void close_busy(int64_t end_ns) {
+    end_ns = std::max(end_ns, busy_since_ns_);
+    busy_ns_ += end_ns - busy_since_ns_;
+    busy_end_ns_ = end_ns;
   }
 
   SimModelParams p_;
@@ -138,6 +148,10 @@ class NullModel final : public SimModel {
   std::vector<uint32_t> free_;
   std::priority_queue<Due, std::vector<Due>, std::greater<Due>> heap_;
   int64_t running_ = 0;
+  int64_t clock_ns_ = INT64_MIN;      ///< the latest time the model was told of
+  int64_t busy_ns_ = 0;               ///< closed busy intervals
+  int64_t busy_since_ns_ = 0;         ///< start of the open one (when running_ > 0)
+  int64_t busy_end_ns_ = INT64_MIN;   ///< end of the last closed one (intervals never overlap)
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -201,6 +215,7 @@ class BatchingModel final : public SimModel {
         int64_t end = step_end_ns_;
         finish_step(sink);
         stepping_ = false;
+        busy_ns_ += end - step_start_ns_;
         last_end_ns_ = end;
         start_step(end);
         continue;
@@ -229,6 +244,11 @@ class BatchingModel final : public SimModel {
     st.cache_hit_tokens = cache_hit_tokens_;
     st.cache_blocks = cache_.size_blocks();
     st.steps = steps_;
+    st.busy_ns = busy_ns_;
+    if (stepping_) {
+      st.busy_since_ns = step_start_ns_;
+      st.busy_until_ns = step_end_ns_;
+    }
     return st;
   }
 
@@ -344,6 +364,7 @@ class BatchingModel final : public SimModel {
                 p_.step_per_context_token_ns * context_tokens +
                 1e9 * static_cast<double>(prefill_tokens) / p_.prefill_tokens_per_s;
     stepping_ = true;
+    step_start_ns_ = t;
     step_end_ns_ = t + std::max<int64_t>(1, std::llround(ns));
     ++steps_;
   }
@@ -387,7 +408,9 @@ class BatchingModel final : public SimModel {
   std::vector<uint64_t> running_;  ///< admission order
   std::vector<Work> step_;
   bool stepping_ = false;
+  int64_t step_start_ns_ = 0;
   int64_t step_end_ns_ = 0;
+  int64_t busy_ns_ = 0;  ///< total duration of the finished steps
   int64_t last_end_ns_ = INT64_MIN;
   int64_t n_running_ = 0, n_waiting_ = 0;
   int64_t kv_reserved_ = 0, kv_used_ = 0;

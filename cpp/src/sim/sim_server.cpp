@@ -7,8 +7,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cctype>
+#include <cmath>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -23,6 +25,7 @@
 #include "common/json_escape.h"
 #include "sim/sim_exchange.h"
 #include "sim/sim_http2.h"
+#include "sim/sim_power.h"
 
 namespace agentperf {
 
@@ -49,13 +52,14 @@ class SimConn;
 class SimWorker final : public IoHandler, public TimerTarget, public SimModelSink, public SimExchangeHost,
                         public SimExchangePool {
  public:
-  SimWorker(const SimServerConfig& config, int listen_fd, int index, const SimServer* owner)
+  SimWorker(const SimServerConfig& config, int listen_fd, int index, const SimServer* owner, int64_t start_ns)
       : config_(config),
         owner_(owner),
         listen_fd_(listen_fd),
         model_(make_sim_model(config.model_params)),
         rng_(config.seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(index)),
-        model_json_(json_escape(config.model)) {
+        model_json_(json_escape(config.model)),
+        power_(start_ns) {
     loop_.add(listen_fd_, EPOLLIN, this);
     counters_.kv_capacity.set(config_.model_params.kind == SimModelKind::kBatching
                                   ? config_.model_params.kv_capacity_tokens
@@ -88,6 +92,7 @@ class SimWorker final : public IoHandler, public TimerTarget, public SimModelSin
   SimExchange* acquire() override;
 
   const SimCounters& counters() const { return counters_; }
+  const SimPowerMeter& power() const { return power_; }
   void release(SimConn* c) { free_conns_.push_back(c); }
   // While the model emits, HTTP/2 connections collect their frames and send them once at the end
   // (one write per connection per wake-up instead of one per event).
@@ -109,6 +114,7 @@ class SimWorker final : public IoHandler, public TimerTarget, public SimModelSin
   std::mt19937_64 rng_;
   std::string model_json_;
   SimCounters counters_;
+  SimPowerMeter power_;
   bool in_advance_ = false;
   std::vector<SimConn*> deferred_;  ///< connections with output to send after the model's advance
   int64_t armed_ns_ = 0;       ///< deadline of the newest model timer still pending; 0: none
@@ -459,6 +465,7 @@ void SimWorker::model_changed() {
   counters_.cache_hits.add(st.cache_hit_tokens - published_.cache_hit_tokens);
   counters_.steps.add(st.steps - published_.steps);
   published_ = st;
+  power_.publish(now_ns(), SimBusyState{st.busy_ns, st.busy_since_ns, st.busy_until_ns});
   int64_t d = model_->next_deadline_ns();
   if (d >= 0 && (armed_ns_ == 0 || d < armed_ns_)) {
     armed_ns_ = std::max<int64_t>(d, 1);
@@ -477,6 +484,13 @@ SimServer::SimServer(SimServerConfig config) : config_(std::move(config)) {
     throw std::invalid_argument("stall and slow_headers times must be >= 0");
   std::string err = validate_sim_model_params(config_.model_params);
   if (!err.empty()) throw std::invalid_argument(err);
+  if (config_.accelerators < 1 || config_.accelerators > 4096)
+    throw std::invalid_argument("accelerators must be in [1, 4096]");
+  if (!(config_.idle_w >= 0) || !std::isfinite(config_.idle_w) || !(config_.dynamic_w >= 0) ||
+      !std::isfinite(config_.dynamic_w))
+    throw std::invalid_argument("idle_w and dynamic_w must be finite and >= 0");
+  char host[256] = {};
+  hostname_ = gethostname(host, sizeof host - 1) == 0 && host[0] ? host : "localhost";
 }
 
 SimServer::~SimServer() { stop(); }
@@ -489,6 +503,7 @@ void SimServer::start() {
   hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
   addrinfo* res = nullptr;
   uint16_t port = config_.port;
+  const int64_t start_ns = now_ns();  // every replica's energy counts from here
   for (int i = 0; i < config_.workers; ++i) {
     std::string port_s = std::to_string(port);
     int rc = getaddrinfo(config_.host.c_str(), port_s.c_str(), &hints, &res);
@@ -519,7 +534,7 @@ void SimServer::start() {
     }
     freeaddrinfo(res);
     res = nullptr;
-    workers_.push_back(std::make_unique<SimWorker>(config_, fd, i, this));
+    workers_.push_back(std::make_unique<SimWorker>(config_, fd, i, this, start_ns));
   }
   port_ = port;
   for (auto& w : workers_) w->start();
@@ -560,6 +575,17 @@ SimServerMetrics SimServer::metrics() const {
     m.faults_malformed += c.fmalformed.get();
     m.faults_stall += c.fstall.get();
     m.faults_slow_headers += c.fslow.get();
+  }
+  int64_t now = now_ns();
+  for (const auto& w : workers_) {
+    SimPowerReading r = static_cast<const SimWorker&>(*w).power().read(now);
+    double power = config_.idle_w + config_.dynamic_w * r.window_busy;
+    double energy = sim_energy_mj(config_.idle_w, config_.dynamic_w, r.elapsed_ns, r.busy_ns);
+    for (int a = 0; a < config_.accelerators; ++a) {
+      m.power_w.push_back(power);
+      m.energy_mj.push_back(energy);
+    }
+    m.utilisation.push_back(r.elapsed_ns > 0 ? static_cast<double>(r.busy_ns) / static_cast<double>(r.elapsed_ns) : 0.0);
   }
   return m;
 }
@@ -611,6 +637,23 @@ std::string SimServer::metrics_text() const {
                   static_cast<unsigned long long>(v));
     s += line;
   }
+  // Power, as dcgm-exporter names and labels it (one series per simulated accelerator).
+  std::string host = json_escape(hostname_);
+  auto series = [&](const char* name, const char* type, const char* help, const std::vector<double>& v, bool whole) {
+    std::snprintf(line, sizeof line, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    s += line;
+    for (size_t i = 0; i < v.size(); ++i) {
+      int n = std::snprintf(line, sizeof line,
+                            "%s{gpu=\"%zu\",UUID=\"SIM-%llu-%zu\",modelName=\"agentperf-sim\",Hostname=\"%s\"} ", name,
+                            i, static_cast<unsigned long long>(config_.seed), i, host.c_str());
+      s.append(line, static_cast<size_t>(std::min<int>(n, sizeof line - 1)));
+      std::snprintf(line, sizeof line, whole ? "%.0f\n" : "%.3f\n", whole ? std::floor(v[i]) : v[i]);
+      s += line;
+    }
+  };
+  series("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W).", m.power_w, false);
+  series("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "counter", "Total energy consumption since boot (in mJ; boot: the simulator's start).",
+         m.energy_mj, true);
   return s;
 }
 

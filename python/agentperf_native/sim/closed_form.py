@@ -58,6 +58,8 @@ class Prediction:
     throughput_output_tps: float  #: output tokens per second, all agents
     cached_tokens: int
     prefill_steps: int
+    utilisation: float = 1.0  #: fraction of the time the replica runs a step (see :func:`utilisation`)
+    power_w: float = 0.0      #: mean power of the replica's accelerators, all together (W)
 
 
 def batch_limit(params: BatchingParams, workload: WorkloadShape) -> int:
@@ -135,9 +137,12 @@ def predict(concurrency: int, params: BatchingParams, workload: WorkloadShape) -
         cycle_s = cycle_steps * t
         decoding = y * n
         step_s = t
+    # No tool delay: a request is always in the engine (N = 1: its own; more: the next one joins
+    # before the last leaves), so a step is always in progress.
     return Prediction(concurrency=N, saturated=saturated, decoding=decoding, step_s=step_s, cycle_s=cycle_s,
                       ttft_p95_s=ttft_p95, ttft_mean_s=ttft, output_speed_p25_tps=speed,
-                      throughput_output_tps=N * L / cycle_s, cached_tokens=C, prefill_steps=m)
+                      throughput_output_tps=N * L / cycle_s, cached_tokens=C, prefill_steps=m,
+                      utilisation=1.0, power_w=p.power_w(1.0))
 
 
 def _predict_with_tool_delay(N: int, p: BatchingParams, w: WorkloadShape, n: int, m: int, U: int, B: int,
@@ -175,9 +180,24 @@ def _predict_with_tool_delay(N: int, p: BatchingParams, w: WorkloadShape, n: int
             break
         t, ttft, ttft_p95 = 0.5 * (t + new_t), 0.5 * (ttft + new_ttft), 0.5 * (ttft_p95 + new_p95)
     cycle = ttft + n * t + D
+    util = 1.0 if saturated else utilisation(N, ttft + n * t, cycle)
     return Prediction(concurrency=N, saturated=saturated, decoding=decoding, step_s=t, cycle_s=cycle,
                       ttft_p95_s=ttft_p95, ttft_mean_s=ttft, output_speed_p25_tps=(L - 1) / (n * t),
-                      throughput_output_tps=N * L / cycle, cached_tokens=C, prefill_steps=m)
+                      throughput_output_tps=N * L / cycle, cached_tokens=C, prefill_steps=m,
+                      utilisation=util, power_w=p.power_w(util))
+
+
+def utilisation(concurrency: int, in_engine_s: float, cycle_s: float) -> float:
+    """Fraction of the time the replica runs a step, for ``concurrency`` agents that each spend
+    ``in_engine_s`` of every ``cycle_s`` in the engine (prefill and decode; the rest is tool delay).
+
+    The mean-value model's occupancy, capped at 1: ``min(1, N in_engine / cycle)``, the mean
+    number of requests in the engine. Exact for one agent and when the agents' engine times do not
+    overlap; an upper bound otherwise (overlapping requests share steps).
+    """
+    if cycle_s <= 0:
+        return 1.0
+    return min(1.0, concurrency * in_engine_s / cycle_s)
 
 
 def predict_null(ttft_s: float, itl_s: float, *, output_tokens: int, tokens_per_chunk: int = 1) -> tuple[float, float]:
@@ -215,6 +235,7 @@ class Simulated:
     output_speed_p25_tps: float
     output_speed_p50_tps: float
     cached_tokens_mean: float
+    utilisation: float = 0.0  #: fraction of the measured window the model spent running steps
 
 
 def simulate(concurrency: int, params: BatchingParams, workload: WorkloadShape, *, duration_s: float = 60.0,
@@ -254,9 +275,19 @@ def simulate(concurrency: int, params: BatchingParams, workload: WorkloadShape, 
     first: dict[int, tuple[int, int]] = {}
     rows = []
     end_ns, delay_ns = round((warmup_s + duration_s) * 1e9), round((client_delay_s + workload.tool_delay_s) * 1e9)
+    warm_ns = round(warmup_s * 1e9)
+    busy_warm = None
+
+    def busy_at(x: int) -> int:  # the model's busy time up to x (its state holds until the next event)
+        st = model.stats()
+        since = st["busy_since_ns"]
+        return st["busy_ns"] + (min(x, st["busy_until_ns"]) - since if 0 <= since < x else 0)
+
     while True:
         d = model.next_deadline_ns
         t = min(x for x in (d if d >= 0 else None, arrivals[0][0] if arrivals else None) if x is not None)
+        if busy_warm is None and t >= warm_ns:
+            busy_warm = busy_at(warm_ns)
         if t > end_ns:
             break
         if arrivals and arrivals[0][0] == t:
@@ -277,4 +308,5 @@ def simulate(concurrency: int, params: BatchingParams, workload: WorkloadShape, 
     return Simulated(requests=len(r), ttft_p50_s=float(np.percentile(ttft, 50)),
                      ttft_p95_s=float(np.percentile(ttft, 95)),
                      output_speed_p25_tps=float(np.percentile(speed, 25)),
-                     output_speed_p50_tps=float(np.percentile(speed, 50)), cached_tokens_mean=float(r[:, 3].mean()))
+                     output_speed_p50_tps=float(np.percentile(speed, 50)), cached_tokens_mean=float(r[:, 3].mean()),
+                     utilisation=(busy_at(end_ns) - (busy_warm or 0)) / (end_ns - warm_ns))

@@ -12,6 +12,10 @@ tokens, and the token budget left (``max_batched_tokens``) prefills admitted req
 
     step_s = step_base_s + step_per_seq_s * D + step_per_context_token_s * (context tokens of the D
              decoding sequences) + prefill_tokens_in_step / prefill_tokens_per_s.
+
+Power (``cpp/src/sim/sim_power.h``): the replica runs on ``accelerators`` simulated accelerators
+that each draw ``idle_w`` plus ``dynamic_w`` while a step is in progress; the server exports them
+as dcgm-exporter metrics on ``/metrics``.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ class BatchingParams:
     block_tokens: int = 16                   #: prefix-cache block size, in tokens (4 bytes of text each)
     prefix_cache_tokens: int = 0             #: prefix-cache capacity in tokens (0: no prefix cache)
     tokens_per_chunk: int = 1                #: tokens per sequence per decode step (speculative decoding)
+    accelerators: int = 1                    #: simulated accelerators the replica runs on (power split evenly)
+    idle_w: float = 150.0                    #: power of one accelerator while the replica is idle
+    dynamic_w: float = 550.0                 #: power one accelerator adds while a step is in progress
 
     def step_s(self, decoding: float, context_tokens: float = 0.0, prefill_tokens: float = 0.0) -> float:
         """Duration of one step with ``decoding`` sequences holding ``context_tokens`` in all."""
@@ -54,6 +61,14 @@ class BatchingParams:
             "block_tokens": self.block_tokens,
             "prefix_cache_tokens": self.prefix_cache_tokens,
         }
+
+    def power_params(self) -> dict[str, int | float]:
+        """The native server's power keyword arguments."""
+        return {"accelerators": self.accelerators, "idle_w": float(self.idle_w), "dynamic_w": float(self.dynamic_w)}
+
+    def power_w(self, utilisation: float) -> float:
+        """Mean power of the replica (all its accelerators) when busy ``utilisation`` of the time."""
+        return self.accelerators * (self.idle_w + self.dynamic_w * utilisation)
 
     def as_dict(self) -> dict[str, int | float]:
         return asdict(self)
@@ -95,6 +110,9 @@ PRESETS: dict[str, Preset] = {
             block_tokens=16,
             prefix_cache_tokens=2_000_000,
             tokens_per_chunk=1,
+            accelerators=8,
+            idle_w=150.0,
+            dynamic_w=550.0,
         ),
     ),
     "gb300-class": Preset(
@@ -113,6 +131,9 @@ PRESETS: dict[str, Preset] = {
             block_tokens=16,
             prefix_cache_tokens=40_000_000,
             tokens_per_chunk=2,
+            accelerators=72,
+            idle_w=200.0,
+            dynamic_w=1_200.0,
         ),
     ),
 }

@@ -8,6 +8,11 @@ capacity):
 - ``batching``: one engine replica with continuous batching, chunked prefill at a token rate, a
   prefix cache and a FIFO queue (:class:`~agentperf_native.sim.presets.BatchingParams`).
 
+Power: each replica runs on ``accelerators`` simulated accelerators drawing ``idle_w`` each, plus
+``dynamic_w`` while the replica is busy (a batching step in progress; null model: a response in
+flight). ``/metrics`` exports ``DCGM_FI_DEV_POWER_USAGE`` (W, mean over the last second) and
+``DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION`` (mJ since start) per accelerator, as dcgm-exporter does.
+
 ``SimServer()`` with no model arguments is the null server (200 ms TTFT, 10 ms ITL);
 ``SimServer(preset="h200-class")`` or ``SimServer(params=BatchingParams(...))`` is a batching one.
 """
@@ -18,6 +23,10 @@ from typing import Any
 
 from .. import _core
 from .presets import DEFAULT_EMBEDDED_PRESET, BatchingParams, Preset, apply_overrides, get_preset
+
+#: Power settings of the null model (batching: the :class:`BatchingParams` fields of the same names).
+DEFAULT_POWER = {"accelerators": 1, "idle_w": 150.0, "dynamic_w": 550.0}
+POWER_KEYS = tuple(DEFAULT_POWER)
 
 FAULT_KINDS = ("http_500", "http_429", "http_503", "reset", "truncate", "malformed", "stall", "slow_headers")
 
@@ -32,14 +41,17 @@ class SimServer:
     with probability ``early_stop_probability`` (default 0), at a length drawn from the prompt and
     ``seed``, never below ``min_tokens``. ``faults`` maps a kind in :data:`FAULT_KINDS` to its
     probability per request; ``stall_s`` (0: never answer) and ``slow_headers_s`` size those faults.
-    ``workers`` threads each run an independent replica of the model.
+    ``workers`` threads each run an independent replica of the model. ``accelerators``, ``idle_w``
+    and ``dynamic_w`` (None: the batching params', else :data:`DEFAULT_POWER`) set each replica's
+    simulated accelerators and their power (see the module docstring).
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, workers: int = 1, preset: str | None = None,
                  params: BatchingParams | None = None, ttft_s: float = 0.2, itl_s: float = 0.01,
                  output_tokens: int = 100, tokens_per_chunk: int = 1, early_stop_probability: float = 0.0,
                  model: str = "agentperf-sim", seed: int = 1, faults: dict[str, float] | None = None,
-                 stall_s: float = 0.0, slow_headers_s: float = 1.0) -> None:
+                 stall_s: float = 0.0, slow_headers_s: float = 1.0, accelerators: int | None = None,
+                 idle_w: float | None = None, dynamic_w: float | None = None) -> None:
         if preset is not None and params is not None:
             raise ValueError("pass either preset or params, not both")
         self.preset: Preset | None = get_preset(preset) if preset is not None else None
@@ -51,6 +63,13 @@ class SimServer:
         self.itl_s = itl_s
         self.host = host
         self.model = model
+        self.workers = workers
+        power = dict(params.power_params() if params is not None else DEFAULT_POWER)
+        for key, value in (("accelerators", accelerators), ("idle_w", idle_w), ("dynamic_w", dynamic_w)):
+            if value is not None:
+                power[key] = value
+        self.power: dict[str, int | float] = {"accelerators": int(power["accelerators"]),
+                                              "idle_w": float(power["idle_w"]), "dynamic_w": float(power["dynamic_w"])}
         self._core = _core.SimServer(
             host=host, port=port, workers=workers, model_kind=self.kind, ttft_ns=int(ttft_s * 1e9),
             itl_ns=int(itl_s * 1e9), output_tokens=output_tokens,
@@ -58,7 +77,7 @@ class SimServer:
             params=params.core_params() if params is not None else {},
             early_stop_probability=early_stop_probability, model=model,
             preset=preset or ("custom" if params is not None else "null"), seed=seed, faults=dict(faults or {}),
-            stall_ns=int(stall_s * 1e9), slow_headers_ns=int(slow_headers_s * 1e9),
+            stall_ns=int(stall_s * 1e9), slow_headers_ns=int(slow_headers_s * 1e9), **self.power,
         )
 
     def start(self) -> "SimServer":
@@ -78,7 +97,12 @@ class SimServer:
         return f"http://{host}:{self.port}/v1"
 
     def metrics(self) -> dict:
-        """Counters and gauges (see ``SimServerMetrics`` in ``sim_server.h``), summed over workers."""
+        """Counters and gauges (see ``SimServerMetrics`` in ``sim_server.h``), summed over workers.
+
+        Power, exact at the call: ``power_w`` and ``energy_mj`` (lists, one per accelerator, index
+        ``replica * accelerators + accelerator``: W over the last second, mJ since start) and
+        ``utilisation`` (list, one per replica: busy time / time since start).
+        """
         return self._core.metrics()
 
     def metrics_text(self) -> str:
@@ -95,6 +119,7 @@ class SimServer:
             info["params"] = self.params.as_dict()
         else:
             info.update({"ttft_s": self.ttft_s, "itl_s": self.itl_s})
+        info["power"] = dict(self.power, replicas=self.workers)
         return info
 
     def __enter__(self) -> "SimServer":
@@ -129,9 +154,14 @@ def server_from_options(*, preset: str | None = None, model_kind: str | None = N
     if kind not in ("null", "batching"):
         raise ValueError(f"unknown model kind {kind!r} (known: null, batching)")
     if kind == "null":
-        if overrides:
+        # The power settings apply to either model; the rest to the batching one only.
+        power = {k: v for k, v in (overrides or {}).items() if k in POWER_KEYS}
+        if set(overrides or {}) - set(power):
             raise ValueError("model parameters apply to the batching model; pass --model-kind batching or a "
                              "batching preset")
+        if power:
+            as_params = apply_overrides(BatchingParams(**DEFAULT_POWER), power)  # type conversion
+            common = {**as_params.power_params(), **common}
         return SimServer(ttft_s=ttft_s, itl_s=itl_s, tokens_per_chunk=tokens_per_chunk or 1, **common)
     params = base.batching if base is not None and base.batching is not None else BatchingParams()
     changes: dict[str, str | int | float] = dict(overrides or {})
