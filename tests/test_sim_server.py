@@ -235,10 +235,10 @@ def test_run_without_url_starts_the_default_preset(tmp_path):
     proc = subprocess.run(CLI + ["run", "--trajectories", str(trajectories), "--concurrency", "4", "--duration", "2s",
                                  "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "built-in simulated server (h200-class preset)" in proc.stderr
+    assert "built-in simulated server (demo preset)" in proc.stderr
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["server"]["model_kind"] == "batching" and manifest["server"]["preset"] == "h200-class"
-    assert manifest["server"]["params"]["max_batch"] == 128
+    assert manifest["server"]["model_kind"] == "batching" and manifest["server"]["preset"] == "demo"
+    assert manifest["server"]["params"]["max_batch"] == 64
     summary = json.loads((out / "summary.json").read_text())["phase"]
     assert summary["requests"] > 0 and summary["requests_failed"] == 0
 

@@ -9,6 +9,7 @@ import click
 
 from ..durations import format_duration
 from ..runner import RunConfig
+from ..sim.presets import PRESETS
 from .common import DURATION
 from .live import LiveLine
 
@@ -116,8 +117,8 @@ def _hex(value: str | None) -> int | None:
               help="Price of the system under test per hour ($): agents per $/h.")
 @click.option("--idle-power", "idle_power", type=DURATION, default=D.idle_power_s, show_default=True,
               help="Measure idle power this long before the first probe (0: skip).")
-@click.option("--sim-preset", type=click.Choice(["null", "h200-class", "gb300-class"]), default=D.sim_preset,
-              help="Built-in server preset. Default: h200-class (illustrative), or null when --sim-ttft or "
+@click.option("--sim-preset", type=click.Choice(list(PRESETS)), default=D.sim_preset,
+              help="Built-in server preset. Default: demo (illustrative, scaled for a five-minute search), or null when --sim-ttft or "
                    "--sim-itl is given.")
 def run(**options) -> None:
     """Find the largest concurrency each SLO tier holds (or, with --concurrency, run one phase); write results."""

@@ -8,6 +8,7 @@ import threading
 
 import click
 
+from ..sim.presets import PRESETS
 from .common import DURATION
 
 
@@ -16,7 +17,7 @@ from .common import DURATION
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0: any free port.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Event-loop threads; with the batching model each is an independent engine replica.")
-@click.option("--preset", type=click.Choice(["null", "h200-class", "gb300-class"]), default=None,
+@click.option("--preset", type=click.Choice(list(PRESETS)), default=None,
               help="A named configuration (the batching presets are illustrative). Default: null.")
 @click.option("--model-kind", type=click.Choice(["null", "batching"]), default=None,
               help="null: fixed TTFT and pace; batching: continuous batching, prefill, prefix cache, queue. "

@@ -52,6 +52,7 @@ FILES = {
     "slo": "slo_vs_concurrency.png",
     "throughput": "throughput.png",
     "power": "agents_per_mw.png",
+    "power_timeline": "power_timeline.png",
 }
 
 
@@ -461,6 +462,47 @@ def plot_agents_per_mw(results: Results, path: Path) -> Path | None:
 
 
 # ----------------------------------------------------------------------------------------------
+# (5) power over time, the probes' windows shaded
+
+def plot_power_timeline(results: Results, path: Path) -> Path | None:
+    """Total accelerator power over the run (``power.csv``), each probe's window shaded and
+    labelled with its concurrency. None when the run measured no power."""
+    import csv
+
+    src = results.dir / "power.csv"
+    if not src.exists():
+        return None
+    origin = results.manifest.get("time_origin_ns")
+    by_t: dict[int, float] = {}
+    with src.open(newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            w = row.get("power_w")
+            if w not in (None, ""):
+                by_t[int(row["t_ns"])] = by_t.get(int(row["t_ns"]), 0.0) + float(w)
+    if not by_t or not isinstance(origin, int):
+        return None
+    ts = sorted(by_t)
+    fig = Figure(figsize=(11, 4.2), layout="constrained")
+    ax = fig.subplots()
+    fig.suptitle(_title(results, "Accelerator power over the run"))
+    ax.plot([(t - origin) / 1e9 for t in ts], [by_t[t] for t in ts], color="#37474f", lw=1.2, zorder=3)
+    for p in results.probes:
+        w0, w1 = p.get("window_start_s"), p.get("window_end_s")
+        if isinstance(w0, (int, float)) and isinstance(w1, (int, float)) and w1 > w0:
+            ax.axvspan(w0, w1, color="#90caf9" if p.get("steady") else "#eeeeee", alpha=0.45, zorder=1)
+            ax.text((w0 + w1) / 2, 1.0, f"c={p.get('concurrency')}", transform=blended_transform_factory(
+                ax.transData, ax.transAxes), ha="center", va="bottom", fontsize=8, color="#546e7a")
+    ax.set_xlabel("time since the run started (s)")
+    ax.set_ylabel("power, all accelerators (W)")
+    ax.set_ylim(bottom=0)
+    ax.grid(color="#eceff1", lw=0.8, zorder=0)
+    method = _power_method(results)
+    if method:
+        ax.set_title(f"power method: {method}; shaded: probe windows", loc="left", fontsize=10, color="#546e7a")
+    return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------
 
 def write_plots(results: Results, out_dir: str | Path) -> list[Path]:
     """Writes the PNGs into ``out_dir`` and returns their paths (none when no probe finished)."""
@@ -474,6 +516,9 @@ def write_plots(results: Results, out_dir: str | Path) -> list[Path]:
         paths.append(plot_slo_vs_concurrency(results, out / FILES["slo"]))
         paths.append(plot_throughput(results, out / FILES["throughput"]))
         p = plot_agents_per_mw(results, out / FILES["power"])
+        if p is not None:
+            paths.append(p)
+        p = plot_power_timeline(results, out / FILES["power_timeline"])
         if p is not None:
             paths.append(p)
     return paths

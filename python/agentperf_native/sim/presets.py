@@ -115,6 +115,28 @@ PRESETS: dict[str, Preset] = {
             dynamic_w=550.0,
         ),
     ),
+    "demo": Preset(
+        name="demo",
+        description="ILLUSTRATIVE, the embedded default: an 8-accelerator node scaled so that a five-minute search "
+                    "of the dsv4-pro tiers on the bundled trajectories shows the ramp, the bisection and a maximum "
+                    "for every tier below 32 agents (fast single-stream decode, steep per-sequence cost)",
+        kind="batching",
+        batching=BatchingParams(
+            max_batch=64,
+            max_batched_tokens=8192,
+            prefill_tokens_per_s=200_000.0,
+            step_base_s=0.002,
+            step_per_seq_s=1.5e-3,
+            step_per_context_token_s=0.0,
+            kv_capacity_tokens=4_000_000,
+            block_tokens=16,
+            prefix_cache_tokens=2_000_000,
+            tokens_per_chunk=1,
+            accelerators=8,
+            idle_w=150.0,
+            dynamic_w=550.0,
+        ),
+    ),
     "gb300-class": Preset(
         name="gb300-class",
         description="ILLUSTRATIVE: shaped like one GB300 NVL72-class rack serving a large MoE model, wide batches "
@@ -139,7 +161,7 @@ PRESETS: dict[str, Preset] = {
 }
 
 #: The preset ``agentperf-native run`` starts when it is given no ``--url``.
-DEFAULT_EMBEDDED_PRESET = "h200-class"
+DEFAULT_EMBEDDED_PRESET = "demo"
 
 
 def get_preset(name: str) -> Preset:
