@@ -253,3 +253,75 @@ def test_stamps_need_a_request_id_and_survive_stop(sim):
     assert s["request_id"] == 255 and s["output_tokens"] == 7 and s["complete"]
     server.stop()
     assert [x["request_id"] for x in server._core.stamps()] == [255]
+
+
+# --- the simulator's power model, scraped from /metrics as a DCGM exporter's ---------------------
+
+def dcgm(text, name):
+    """{gpu index: value} of one DCGM metric, checking the exporter's labels."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{"):
+            labels, value = line[len(name) + 1:].split("} ")
+            kv = dict(item.split("=", 1) for item in labels.split(","))
+            assert kv["UUID"].startswith('"SIM-') and kv["modelName"] == '"agentperf-sim"'
+            out[int(kv["gpu"].strip('"'))] = float(value)
+    return out
+
+
+def test_simulated_power_on_metrics_brackets_the_busy_time():
+    idle_w, dynamic_w = 50.0, 300.0
+    server = _core.SimServer(model_kind="batching", accelerators=2, idle_w=idle_w, dynamic_w=dynamic_w,
+                             params={"max_batch": 8, "step_base_ns": 5_000_000, "prefill_tokens_per_s": 1e6})
+    t_before_start = _core.now_ns()
+    server.start()
+    t_after_start = _core.now_ns()
+    try:
+        e = _core.Engine(core_workload(turns=50, max_tokens=20), "127.0.0.1", server.port)
+        e.set_concurrency(4)
+        e.start()
+        time.sleep(1.2)  # the load's length: how long the accelerators are busy, not a wait for a result
+        t0 = _core.now_ns()
+        r = _core.http_request("127.0.0.1", server.port, "GET", "/metrics", timeout_s=5)
+        t1 = _core.now_ns()
+        e.stop()
+    finally:
+        server.stop()
+    assert r["status"] == 200
+    text = r["body"].decode()
+    assert "# TYPE DCGM_FI_DEV_POWER_USAGE gauge" in text
+    assert "# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter" in text
+    power, energy = dcgm(text, "DCGM_FI_DEV_POWER_USAGE"), dcgm(text, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION")
+    assert sorted(power) == sorted(energy) == [0, 1]
+    assert power[0] == power[1] and energy[0] == energy[1]  # one replica spread over both
+    # Busy while loaded, never beyond the model's range.
+    assert idle_w < power[0] <= idle_w + dynamic_w
+    # Energy since start: at least idle power, at most full power, over the time the server ran
+    # (bracketed by this process's own stamps, whatever the load on the box).
+    elapsed_min_s, elapsed_max_s = (t0 - t_after_start) / 1e9, (t1 - t_before_start) / 1e9
+    assert idle_w * elapsed_min_s * 1000 - 1 <= energy[0] <= (idle_w + dynamic_w) * elapsed_max_s * 1000
+    assert energy[0] > idle_w * elapsed_min_s * 1000  # the steps drew dynamic power
+    # After stop the counter is frozen and agrees with power().
+    final = server.power()
+    assert len(final) == 2 and final[0]["energy_mj"] >= energy[0]
+    assert abs(dcgm(server.metrics_text(), "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION")[0]
+               - int(final[0]["energy_mj"])) <= 1
+    assert server.power()[0]["energy_mj"] == final[0]["energy_mj"]
+
+
+def test_null_model_accelerators_draw_idle_power():
+    server = _core.SimServer(model_kind="null", idle_w=75.0, dynamic_w=500.0)
+    t_before_start = _core.now_ns()
+    server.start()
+    t_after_start = _core.now_ns()
+    try:
+        t0 = _core.now_ns()
+        p = server.power()
+        t1 = _core.now_ns()
+    finally:
+        server.stop()
+    (a,) = p
+    assert a["power_w"] == 75.0 and a["utilisation"] == 0.0
+    assert 75.0 * (t0 - t_after_start) / 1e6 <= a["energy_mj"] <= 75.0 * (t1 - t_before_start) / 1e6
+    with pytest.raises(ValueError):
+        _core.SimServer(accelerators=0)
