@@ -75,8 +75,7 @@ void register_server(py::module_& m) {
       .def(py::init([](std::string host, uint16_t port, int workers, std::string model_kind, int64_t ttft_ns,
                        int64_t itl_ns, int32_t output_tokens, int32_t tokens_per_chunk, const py::dict& params,
                        double early_stop_probability, std::string model, std::string preset, uint64_t seed,
-                       const py::dict& faults, int64_t stall_ns, int64_t slow_headers_ns, int accelerators,
-                       double idle_w, double dynamic_w) {
+                       const py::dict& faults, int64_t stall_ns, int64_t slow_headers_ns) {
              SimServerConfig c;
              c.host = std::move(host);
              c.port = port;
@@ -89,9 +88,6 @@ void register_server(py::module_& m) {
              c.seed = seed;
              c.stall_ns = stall_ns;
              c.slow_headers_ns = slow_headers_ns;
-             c.accelerators = accelerators;
-             c.idle_w = idle_w;
-             c.dynamic_w = dynamic_w;
              for (auto [key, value] : faults) {
                std::string k = py::cast<std::string>(key);
                double p = py::cast<double>(value);
@@ -120,27 +116,11 @@ void register_server(py::module_& m) {
            py::arg("output_tokens") = 100, py::arg("tokens_per_chunk") = 1, py::arg("params") = py::dict(),
            py::arg("early_stop_probability") = 0.0, py::arg("model") = "agentperf-sim", py::arg("preset") = "",
            py::arg("seed") = 1, py::arg("faults") = py::dict(), py::arg("stall_ns") = 0,
-           py::arg("slow_headers_ns") = 1'000'000'000, py::arg("accelerators") = 1, py::arg("idle_w") = 100.0,
-           py::arg("dynamic_w") = 600.0)
+           py::arg("slow_headers_ns") = 1'000'000'000)
       .def("start", &SimServer::start, py::call_guard<py::gil_scoped_release>())
       .def("stop", &SimServer::stop, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("port", &SimServer::port)
       .def("metrics_text", &SimServer::metrics_text)
-      .def(
-          "power",
-          [](const SimServer& s) {
-            py::list out;
-            for (const SimAcceleratorPower& a : s.power()) {
-              py::dict d;
-              d["power_w"] = a.power_w;
-              d["utilisation"] = a.utilisation;
-              d["energy_mj"] = a.energy_mj;
-              out.append(std::move(d));
-            }
-            return out;
-          },
-          "Per simulated accelerator: power_w (mean over the last second), utilisation (share of that second "
-          "in model steps) and energy_mj since start() (exact; frozen at stop()).")
       .def(
           "stamps",
           [](const SimServer& s) {

@@ -106,9 +106,6 @@ class SimModelSink {
   virtual ~SimModelSink() = default;
   /// Called from advance(). May call submit() and cancel() on the same model.
   virtual void on_emit(const SimEmission& e) = 0;
-  /// Batching: a step starts, and will run over [start_ns, end_ns) of model time (its length is
-  /// known when it starts). Called from advance(), in time order; must not call into the model.
-  virtual void on_step(int64_t start_ns, int64_t end_ns) {}
 };
 
 /// Gauges and counters of a model (its worker thread reads them; copy out for other threads).

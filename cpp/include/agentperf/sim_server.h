@@ -73,20 +73,8 @@ struct SimServerConfig {
   double fault_slow_headers = 0;
   int64_t stall_ns = 0;                    ///< 0: a stalled request is never answered
   int64_t slow_headers_ns = 1'000'000'000;
-  // Power model (DCGM-exporter metrics on /metrics; see cpp/src/sim/sim_power.h): accelerators
-  // that draw idle_w each, plus dynamic_w while their model executes a batching step.
-  int accelerators = 1;
-  double idle_w = 100.0;
-  double dynamic_w = 600.0;
   /// Requests whose stamps each worker keeps (SimServer::stamps()); the oldest are dropped first.
   size_t stamp_log_capacity = 65536;
-};
-
-/// One simulated accelerator's power, as exported on /metrics.
-struct SimAcceleratorPower {
-  double power_w = 0;      ///< mean power over the last second (DCGM_FI_DEV_POWER_USAGE)
-  double utilisation = 0;  ///< share of that second its model spent executing steps, in [0, 1]
-  double energy_mj = 0;    ///< energy since start() (DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION, mJ)
 };
 
 /// The server's own stamps of one generation request that carried an X-Request-Id header (16 hex
@@ -128,7 +116,6 @@ struct SimServerMetrics {
 };
 
 class SimWorker;
-class SimPowerMeter;
 
 class SimServer {
  public:
@@ -152,8 +139,6 @@ class SimServer {
   /// The stamps of the requests finished so far (up to stamp_log_capacity per worker), ordered by
   /// received_ns. Any thread; locks each worker's log briefly. Kept after stop().
   std::vector<SimRequestStamps> stamps() const;
-  /// Every simulated accelerator's power now (frozen at stop()). Any thread. Empty before start().
-  std::vector<SimAcceleratorPower> power() const;
 
  private:
   SimServerConfig config_;
@@ -161,8 +146,6 @@ class SimServer {
   std::vector<std::unique_ptr<SimWorker>> workers_;
   SimServerMetrics final_metrics_;  ///< metrics() after stop()
   std::vector<SimRequestStamps> final_stamps_;  ///< stamps() after stop()
-  std::vector<std::unique_ptr<SimPowerMeter>> meters_;  ///< one per worker, from start(); outlive them
-  int64_t stopped_ns_ = 0;                              ///< power() is frozen here after stop()
   bool running_ = false;
 };
 

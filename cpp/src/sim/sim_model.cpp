@@ -202,14 +202,14 @@ class BatchingModel final : public SimModel {
         finish_step(sink);
         stepping_ = false;
         last_end_ns_ = end;
-        start_step(end, sink);
+        start_step(end);
         continue;
       }
       drop_cancelled_head();
       if (waiting_.empty()) return;
       int64_t t0 = std::max(seqs_[handle_slot(waiting_.front())].arrival_ns, last_end_ns_);
       if (t0 > now_ns) return;
-      start_step(t0, sink);
+      start_step(t0);
       if (!stepping_) return;
     }
   }
@@ -281,7 +281,7 @@ class BatchingModel final : public SimModel {
     }
   }
 
-  void start_step(int64_t t, SimModelSink& sink) {
+  void start_step(int64_t t) {
     // Forget sequences that finished or were cancelled.
     size_t keep = 0;
     for (uint64_t h : running_) {
@@ -346,7 +346,6 @@ class BatchingModel final : public SimModel {
     stepping_ = true;
     step_end_ns_ = t + std::max<int64_t>(1, std::llround(ns));
     ++steps_;
-    sink.on_step(t, step_end_ns_);
   }
 
   void finish_step(SimModelSink& sink) {

@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cmath>
 #include <atomic>
 #include <mutex>
 #include <cctype>
@@ -26,7 +25,6 @@
 #include "common/json_escape.h"
 #include "sim/sim_exchange.h"
 #include "sim/sim_http2.h"
-#include "sim/sim_power.h"
 
 namespace agentperf {
 
@@ -53,9 +51,8 @@ class SimConn;
 class SimWorker final : public IoHandler, public TimerTarget, public SimModelSink, public SimExchangeHost,
                         public SimExchangePool {
  public:
-  SimWorker(const SimServerConfig& config, int listen_fd, int index, const SimServer* owner, SimPowerMeter* meter)
+  SimWorker(const SimServerConfig& config, int listen_fd, int index, const SimServer* owner)
       : config_(config),
-        meter_(meter),
         owner_(owner),
         listen_fd_(listen_fd),
         model_(make_sim_model(config.model_params)),
@@ -77,7 +74,6 @@ class SimWorker final : public IoHandler, public TimerTarget, public SimModelSin
   void on_io(uint32_t) override;                // accept
   void on_timer(uint64_t token) override;       // the model's next deadline
   void on_emit(const SimEmission& e) override;  // route to the exchange
-  void on_step(int64_t start_ns, int64_t end_ns) override { meter_->add_busy(start_ns, end_ns); }
 
   // SimExchangeHost
   const SimServerConfig& config() const override { return config_; }
@@ -119,7 +115,6 @@ class SimWorker final : public IoHandler, public TimerTarget, public SimModelSin
   }
 
   const SimServerConfig& config_;
-  SimPowerMeter* meter_;  // the server's, for this worker (outlives it)
   const SimServer* owner_;
   int listen_fd_;
   EventLoop loop_;
@@ -503,9 +498,6 @@ SimServer::SimServer(SimServerConfig config) : config_(std::move(config)) {
     throw std::invalid_argument("early_stop_probability must be in [0, 1]");
   if (config_.stall_ns < 0 || config_.slow_headers_ns < 0)
     throw std::invalid_argument("stall and slow_headers times must be >= 0");
-  if (config_.accelerators < 1) throw std::invalid_argument("accelerators must be >= 1");
-  if (!(config_.idle_w >= 0) || !(config_.dynamic_w >= 0))
-    throw std::invalid_argument("idle_w and dynamic_w must be >= 0");
   std::string err = validate_sim_model_params(config_.model_params);
   if (!err.empty()) throw std::invalid_argument(err);
 }
@@ -514,8 +506,6 @@ SimServer::~SimServer() { stop(); }
 
 void SimServer::start() {
   if (running_) return;
-  meters_.clear();
-  const int64_t start_ns = now_ns();  // the power model's origin, the same for every accelerator
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -552,8 +542,7 @@ void SimServer::start() {
     }
     freeaddrinfo(res);
     res = nullptr;
-    meters_.push_back(std::make_unique<SimPowerMeter>(start_ns));
-    workers_.push_back(std::make_unique<SimWorker>(config_, fd, i, this, meters_.back().get()));
+    workers_.push_back(std::make_unique<SimWorker>(config_, fd, i, this));
   }
   port_ = port;
   for (auto& w : workers_) w->start();
@@ -566,19 +555,7 @@ void SimServer::stop() {
   for (auto& w : workers_) w->stop();
   final_metrics_ = metrics();
   final_stamps_ = stamps();
-  stopped_ns_ = now_ns();
   workers_.clear();  // closes the listeners and every connection
-}
-
-std::vector<SimAcceleratorPower> SimServer::power() const {
-  if (meters_.empty()) return {};
-  std::vector<const SimPowerMeter*> meters;
-  for (const auto& m : meters_) meters.push_back(m.get());
-  SimPowerParams p;
-  p.accelerators = config_.accelerators;
-  p.idle_w = config_.idle_w;
-  p.dynamic_w = config_.dynamic_w;
-  return sim_power(p, meters, running_ ? now_ns() : stopped_ns_);
 }
 
 std::vector<SimRequestStamps> SimServer::stamps() const {
@@ -666,35 +643,6 @@ std::string SimServer::metrics_text() const {
     std::snprintf(line, sizeof line, "agentperf_sim_faults_injected_total{kind=\"%s\"} %llu\n", k,
                   static_cast<unsigned long long>(v));
     s += line;
-  }
-  // The power model, as NVIDIA's DCGM exporter writes it (one series per accelerator).
-  std::vector<SimAcceleratorPower> power = this->power();
-  if (!power.empty()) {
-    const std::string model = json_escape(config_.model);
-    auto labels = [&](size_t i) {
-      char l[160];
-      std::snprintf(l, sizeof l, "gpu=\"%zu\",UUID=\"SIM-00000000-0000-0000-0000-%012zx\",modelName=\"%s\"", i, i,
-                    model.c_str());
-      return std::string(l);
-    };
-    s += "# HELP DCGM_FI_DEV_POWER_USAGE Power draw (in W).\n# TYPE DCGM_FI_DEV_POWER_USAGE gauge\n";
-    for (size_t i = 0; i < power.size(); ++i) {
-      std::snprintf(line, sizeof line, "DCGM_FI_DEV_POWER_USAGE{%s} %.6f\n", labels(i).c_str(), power[i].power_w);
-      s += line;
-    }
-    s += "# HELP DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION Total energy consumption since boot (in mJ).\n"
-         "# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter\n";
-    for (size_t i = 0; i < power.size(); ++i) {
-      std::snprintf(line, sizeof line, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{%s} %.0f\n", labels(i).c_str(),
-                    std::floor(power[i].energy_mj));
-      s += line;
-    }
-    s += "# HELP DCGM_FI_DEV_GPU_UTIL GPU utilization (in %).\n# TYPE DCGM_FI_DEV_GPU_UTIL gauge\n";
-    for (size_t i = 0; i < power.size(); ++i) {
-      std::snprintf(line, sizeof line, "DCGM_FI_DEV_GPU_UTIL{%s} %.0f\n", labels(i).c_str(),
-                    std::round(100.0 * power[i].utilisation));
-      s += line;
-    }
   }
   return s;
 }
