@@ -207,3 +207,49 @@ def test_http_request_tls_failure_is_reported_as_tls():
         t.join()
         listener.close()
 
+
+# --- the simulator's own stamps: timing oracles that CPU load on the box cannot fail --------------
+
+@pytest.mark.parametrize("protocol", ["h1", "h2"])
+def test_client_timings_bracket_the_servers_own_stamps(sim, protocol):
+    ttft_ns, itl_ns = 20_000_000, 2_000_000
+    server = sim(ttft_s=ttft_ns / 1e9, itl_s=itl_ns / 1e9)
+    _, recs = run_core(server, core_workload(turns=4, max_tokens=6), 4, 0.6, protocol=protocol)
+    ok = recs[recs["error_kind"] == 0]
+    assert len(ok) >= 8
+    stamps = {s["request_id"]: s for s in server._core.stamps()}
+    for r in ok:
+        s = stamps[int(r["request_id"])]  # every request the client made, the server saw by its id
+        assert s["complete"] and s["status"] == 200
+        # One clock on both sides, so the order of events is exact whatever the load on the CPU:
+        # the client schedules and sends before the server has the request; the server hands each
+        # token to the kernel before the client reads it.
+        assert r["scheduled_ns"] <= r["sent_ns"] <= s["received_ns"]
+        # The null model answers after its TTFT, less at most the 50 us it coalesces events by
+        # (SIMULATOR.md): the server's side of the TTFT, on the server's own clock.
+        assert s["received_ns"] + ttft_ns - 50_000 <= s["first_token_ns"]
+        assert s["first_token_ns"] <= r["first_token_ns"]
+        assert s["last_token_ns"] <= r["last_token_ns"] <= r["done_ns"]
+        # The client's TTFT holds the server's, plus what lies between them (never negative).
+        client_ttft = r["first_token_ns"] - r["scheduled_ns"]
+        server_ttft = s["first_token_ns"] - s["received_ns"]
+        assert client_ttft >= server_ttft
+        assert r["output_tokens"] == s["output_tokens"] == 6
+        assert r["output_events"] == s["output_events"]
+    assert len({int(r["request_id"]) for r in ok} - set(stamps)) == 0
+
+
+def test_stamps_need_a_request_id_and_survive_stop(sim):
+    server = sim(ttft_s=0.0, itl_s=0.001)
+    r = _core.http_request("127.0.0.1", server.port, "POST", "/v1/chat/completions", body=CHAT,
+                           headers=[("Content-Type", "application/json")], timeout_s=5)
+    assert r["status"] == 200
+    assert server._core.stamps() == []  # no X-Request-Id: not logged
+    r = _core.http_request("127.0.0.1", server.port, "POST", "/v1/chat/completions", body=CHAT,
+                           headers=[("Content-Type", "application/json"), ("X-Request-Id", "00000000000000ff")],
+                           timeout_s=5)
+    assert r["status"] == 200
+    (s,) = server._core.stamps()
+    assert s["request_id"] == 255 and s["output_tokens"] == 7 and s["complete"]
+    server.stop()
+    assert [x["request_id"] for x in server._core.stamps()] == [255]

@@ -129,6 +129,33 @@ void register_server(py::module_& m) {
       .def("stop", &SimServer::stop, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("port", &SimServer::port)
       .def("metrics_text", &SimServer::metrics_text)
+      .def(
+          "stamps",
+          [](const SimServer& s) {
+            std::vector<SimRequestStamps> v;
+            {
+              py::gil_scoped_release release;
+              v = s.stamps();
+            }
+            py::list out;
+            for (const SimRequestStamps& x : v) {
+              py::dict d;
+              d["request_id"] = x.request_id;
+              d["received_ns"] = x.received_ns;
+              d["first_token_ns"] = x.first_token_ns;
+              d["last_token_ns"] = x.last_token_ns;
+              d["output_events"] = x.output_events;
+              d["output_tokens"] = x.output_tokens;
+              d["status"] = x.status;
+              d["complete"] = x.complete;
+              out.append(std::move(d));
+            }
+            return out;
+          },
+          "The server's own stamps of each finished request that carried an X-Request-Id, ordered by "
+          "received_ns (CLOCK_MONOTONIC ns, the client's clock): request_id, received_ns, first_token_ns, "
+          "last_token_ns (token events handed to the kernel; 0: none), output_events, output_tokens, status, "
+          "complete. Bounded per worker (oldest dropped).")
       .def("metrics", [](const SimServer& s) {
         SimServerMetrics m = s.metrics();
         py::dict d;

@@ -536,3 +536,40 @@ TEST(http1_reset_clears_state) {
   CHECK(p.complete());
   CHECK_EQ(std::string(agentperf::to_string(Http1ParseError::kTruncated)), "truncated");
 }
+
+TEST(http1_reports_header_fields_of_the_final_response_only_when_asked) {
+  struct Fields : Http1Callbacks {
+    bool want = true;
+    std::vector<std::string> fields;
+    int status = 0;
+    bool wants_http_headers() const override { return want; }
+    void on_http_header(std::string_view n, std::string_view v) override {
+      fields.push_back(std::string(n) + "=" + std::string(v));
+    }
+    void on_http_headers(int s) override { status = s; }
+    void on_http_body(const char*, size_t) override {}
+    void on_http_complete() override {}
+  };
+  const std::string wire =
+      "HTTP/1.1 100 Continue\r\nX-Interim: yes\r\n\r\n"
+      "HTTP/1.1 200 OK\r\nContent-Type:  text/plain \r\nX-Request-Id: 00ab\r\nContent-Length: 2\r\n\r\nok";
+  // Split at every offset: the same fields each time.
+  for (size_t cut = 0; cut <= wire.size(); ++cut) {
+    Http1ResponseParser p;
+    p.reset();
+    Fields f;
+    p.feed(wire.data(), cut, f);
+    p.feed(wire.data() + cut, wire.size() - cut, f);
+    CHECK(p.complete());
+    CHECK_EQ(f.status, 200);
+    CHECK_MSG((f.fields == std::vector<std::string>{"Content-Type=text/plain", "X-Request-Id=00ab", "Content-Length=2"}),
+              "cut " << cut);
+  }
+  Http1ResponseParser p;
+  p.reset();
+  Fields quiet;
+  quiet.want = false;
+  p.feed(wire.data(), wire.size(), quiet);
+  CHECK(p.complete());
+  CHECK(quiet.fields.empty());
+}

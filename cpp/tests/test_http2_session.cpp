@@ -959,3 +959,45 @@ TEST(h2_byte_split_gives_identical_results) {
 }
 
 }  // namespace
+
+TEST(h2_get_with_request_id_extra_headers_and_response_headers) {
+  TestServer server;
+  auto c = make_http2_session({}, false);
+  c->on_connected();
+  struct HeaderRecorder final : StreamHandler {
+    std::vector<std::pair<std::string, std::string>> fields;
+    int status = 0, completions = 0;
+    bool wants_headers() const override { return true; }
+    void on_response_header(std::string_view n, std::string_view v) override { fields.emplace_back(n, v); }
+    void on_response_headers(int s, int64_t) override { status = s; }
+    void on_response_data(const char*, size_t, int64_t) override {}
+    void on_response_complete(int64_t) override { ++completions; }
+    void on_stream_failed(ErrorKind, int64_t) override {}
+  } r;
+  const HeaderField extra[] = {{"x-extra", "1"}, {"accept", "application/json"}};
+  RequestHead h;
+  h.method = "GET";
+  h.path = "/v1/models";
+  h.authority = "127.0.0.1:8000";
+  h.request_id = "00000000000000ab";
+  h.json_stream = false;
+  h.headers = extra;
+  h.header_count = 2;
+  CHECK_EQ(c->submit(h, nullptr, 0, &r), 1);
+  Pump p{*c, server};
+  p.run();
+  CHECK_EQ(r.status, 200);
+  CHECK_EQ(r.completions, 1);
+  const ServerStream& s = server.streams[1];
+  CHECK_EQ(s.headers.at(":method"), "GET");
+  CHECK_EQ(s.headers.at("x-request-id"), "00000000000000ab");
+  CHECK_EQ(s.headers.at("x-extra"), "1");
+  CHECK_EQ(s.headers.at("accept"), "application/json");
+  CHECK_EQ(s.headers.count("content-length"), 0u);  // an empty GET carries none
+  CHECK_EQ(s.headers.count("content-type"), 0u);
+  bool pseudo = false;
+  for (const auto& f : r.fields) pseudo |= !f.first.empty() && f.first[0] == ':';
+  CHECK(!pseudo);  // :status is reported as the status, not as a field
+  CHECK_EQ(r.fields.size(), size_t{1});
+  if (!r.fields.empty()) CHECK_EQ(r.fields[0].first + "=" + r.fields[0].second, "content-type=text/event-stream");
+}

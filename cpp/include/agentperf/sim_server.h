@@ -86,6 +86,26 @@ struct SimServerConfig {
   int accelerators = 1;      ///< simulated accelerators per replica (>= 1); the replica's power is split evenly
   double idle_w = 150.0;     ///< per accelerator, idle
   double dynamic_w = 550.0;  ///< per accelerator, added while the replica is busy
+  /// Requests whose stamps each worker keeps (SimServer::stamps()); the oldest are dropped first.
+  size_t stamp_log_capacity = 65536;
+};
+
+/// The server's own stamps of one generation request that carried an X-Request-Id header (16 hex
+/// digits, as the engine sends). Same clock as the client: CLOCK_MONOTONIC ns (agentperf::now_ns),
+/// so a test can compare them with the client's records without trusting either side's CPU.
+struct SimRequestStamps {
+  uint64_t request_id = 0;
+  int64_t received_ns = 0;     ///< the request was read whole
+  /// The first / last token event was handed to the transport: stamped just before the write call
+  /// (HTTP/1.1: the send() of those bytes; HTTP/2: the frame, sent at once or at the end of the
+  /// current batch of model events), so the client's read of it can only come later. 0: no token
+  /// event was written.
+  int64_t first_token_ns = 0;
+  int64_t last_token_ns = 0;
+  int32_t output_events = 0;   ///< token events written (a non-streaming body counts as one)
+  int32_t output_tokens = 0;   ///< tokens in them
+  int32_t status = 0;          ///< HTTP status sent (0: none, e.g. a reset fault or a client that left)
+  bool complete = false;       ///< the response was ended normally
 };
 
 /// Counters since start() and gauges now, summed over workers; read with relaxed atomics, so a
@@ -133,6 +153,9 @@ class SimServer {
   SimServerMetrics metrics() const;
   /// The /metrics page (Prometheus text format).
   std::string metrics_text() const;
+  /// The stamps of the requests finished so far (up to stamp_log_capacity per worker), ordered by
+  /// received_ns. Any thread; locks each worker's log briefly. Kept after stop().
+  std::vector<SimRequestStamps> stamps() const;
 
  private:
   SimServerConfig config_;
@@ -140,6 +163,7 @@ class SimServer {
   std::vector<std::unique_ptr<SimWorker>> workers_;
   SimServerMetrics final_metrics_;  ///< metrics() after stop()
   std::string hostname_;            ///< the Hostname label of the power series
+  std::vector<SimRequestStamps> final_stamps_;  ///< stamps() after stop()
   bool running_ = false;
 };
 

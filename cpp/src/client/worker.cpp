@@ -55,7 +55,7 @@ void Worker::run() {
 }
 
 Connection* Worker::connection_for_new_stream() {
-  // HTTP/2 (or a TLS connection whose protocol ALPN has not decided yet): share a connection.
+  // HTTP/2 (or a TLS connection expected to become HTTP/2 once ALPN decides): share a connection.
   for (SocketConnection* c : shared_conns_)
     if (c->has_room() && c->shareable()) return c;
   SocketConnection* c;
@@ -70,7 +70,8 @@ Connection* Worker::connection_for_new_stream() {
     free_conns_.push_back(c);
     return nullptr;
   }
-  if (config_.protocol != ProtocolChoice::kHttp1) shared_conns_.push_back(c);
+  // Expected to be HTTP/2 (choose_protocol()'s prediction, made in open()): others may share it.
+  if (c->shareable()) shared_conns_.push_back(c);
   return c;
 }
 

@@ -23,7 +23,7 @@ constexpr std::string_view kGarbageEvent = "data: <html>upstream sent garbage</h
 }  // namespace
 
 void SimExchange::start(SimResponder* responder, std::string_view method, std::string_view path,
-                        std::string_view body, int64_t received_ns) {
+                        std::string_view body, int64_t received_ns, uint64_t request_id) {
   ++gen_;
   active_ = true;
   responder_ = responder;
@@ -35,6 +35,10 @@ void SimExchange::start(SimResponder* responder, std::string_view method, std::s
   sent_ = 0;
   cached_ = 0;
   pending_.clear();
+  stamps_ = SimRequestStamps{};
+  stamps_.request_id = request_id;
+  stamps_.received_ns = received_ns;
+  status_ = 0;
   if (method == "GET" && path == "/health") return respond_simple(200, "OK", "application/json", "{\"status\":\"ok\"}");
   if (method == "GET" && path == "/v1/models")
     return respond_simple(200, "OK", "application/json",
@@ -60,6 +64,11 @@ SimResponder* SimExchange::finish() {
     fault_ = Fault::kNone;
     host_.model_changed();
   }
+  if (stamps_.request_id != 0) {
+    stamps_.status = status_;
+    stamps_.complete = done_ && head_sent_;
+    host_.log_stamps(stamps_);
+  }
   responder_ = nullptr;
   active_ = false;
   ++gen_;  // stale cookies and timers are ignored from now on
@@ -73,6 +82,7 @@ void SimExchange::abort() {
 
 bool SimExchange::head(int status, const char* reason, const char* content_type, int64_t content_length) {
   uint32_t g = gen_;
+  status_ = status;
   responder_->respond_head(status, reason, content_type, content_length);
   return active_ && gen_ == g;
 }
@@ -84,7 +94,31 @@ bool SimExchange::body(std::string_view bytes) {
 }
 
 void SimExchange::respond_simple(int status, const char* reason, const char* content_type, const std::string& text) {
-  if (head(status, reason, content_type, static_cast<int64_t>(text.size())) && body(text)) finish()->respond_end();
+  int64_t write_ns = now_ns();
+  if (head(status, reason, content_type, static_cast<int64_t>(text.size())) && body(text)) {
+    if (done_ && status == 200) stamp_token_event(sent_, write_ns);  // a whole non-streaming completion
+    finish()->respond_end();
+  }
+}
+
+void SimExchange::stamp_token_event(int32_t tokens, int64_t now) {
+  // Only bytes that went to the transport count (slow_headers holds them back until the head).
+  if (!head_sent_) return;
+  if (stamps_.first_token_ns == 0) stamps_.first_token_ns = now;
+  stamps_.last_token_ns = now;
+  ++stamps_.output_events;
+  stamps_.output_tokens += tokens;
+}
+
+uint64_t parse_request_id(std::string_view v) {
+  if (v.empty() || v.size() > 16) return 0;
+  uint64_t id = 0;
+  for (char c : v) {
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    if (d < 0) return 0;
+    id = id << 4 | static_cast<uint64_t>(d);
+  }
+  return id;
 }
 
 void SimExchange::respond_error(int status, const char* reason, const std::string& message, const char* type) {
@@ -251,8 +285,10 @@ void SimExchange::on_emit(const SimEmission& e) {
     respond_simple(200, "OK", "application/json", whole);
     return;
   }
+  int64_t write_ns = now_ns();  // before the write: a stamp the client's read can only follow
   if (!continuous_usage_) {
     if (!write(host_.token_event(chat_, e.tokens))) return;
+    stamp_token_event(e.tokens, write_ns);
   } else {
     std::string text;
     for (int32_t i = 0; i < e.tokens; ++i) text += "tok ";
@@ -263,7 +299,9 @@ void SimExchange::on_emit(const SimEmission& e) {
                                    host_.model_json() + "\",\"choices\":[{\"index\":0,\"text\":\"" + text +
                                    "\",\"finish_reason\":null}],";
     data.append(usage_json()).append("}\n\n");
+    write_ns = now_ns();
     if (!write(data)) return;
+    stamp_token_event(e.tokens, write_ns);
   }
   if (!e.last) return;
   done_ = true;

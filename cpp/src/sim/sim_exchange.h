@@ -84,6 +84,8 @@ class SimExchangeHost {
   virtual const std::string& token_event(bool chat, int32_t tokens) = 0;
   /// Returns an exchange to the pool.
   virtual void release(SimExchange* e) = 0;
+  /// An exchange that carried a request id has ended.
+  virtual void log_stamps(const SimRequestStamps& s) = 0;
 };
 
 class SimExchange final : public TimerTarget {
@@ -91,9 +93,10 @@ class SimExchange final : public TimerTarget {
   SimExchange(SimExchangeHost& host, uint32_t slot) : host_(host), slot_(slot) {}
 
   /// Serves one request received (whole) at `received_ns`. Answers through `responder`, which
-  /// must stay valid until the exchange ends (see the file comment).
+  /// must stay valid until the exchange ends (see the file comment). `request_id`: its
+  /// X-Request-Id (parse_request_id), 0 when none: its stamps are logged only when non-zero.
   void start(SimResponder* responder, std::string_view method, std::string_view path, std::string_view body,
-             int64_t received_ns);
+             int64_t received_ns, uint64_t request_id = 0);
   /// The transport went away before the exchange ended: cancels its model request, releases it.
   void abort();
   /// A model emission whose cookie names this exchange (the worker checks cookie_matches()).
@@ -120,6 +123,8 @@ class SimExchange final : public TimerTarget {
   bool send_head();
   bool write(std::string_view bytes);
   std::string usage_json() const;
+  /// A token event was handed to the transport; `write_ns`: taken just before the write call.
+  void stamp_token_event(int32_t tokens, int64_t write_ns);
   const char* finish_reason() const { return sent_ >= max_tokens_ ? "length" : "stop"; }
   std::string whole_body() const;
   std::string finish_events() const;
@@ -140,7 +145,12 @@ class SimExchange final : public TimerTarget {
   int32_t max_tokens_ = 0, target_ = 0, sent_ = 0;
   int64_t prompt_tokens_ = 0, cached_ = 0;
   int64_t received_ns_ = 0, headers_due_ns_ = 0;
+  SimRequestStamps stamps_;  ///< this request's own stamps (logged at finish() when it has an id)
+  int status_ = 0;
   std::string pending_;    ///< output held until the headers are due (slow_headers)
 };
+
+/// An X-Request-Id value as the engine writes it (1 to 16 hex digits) as a number; 0 otherwise.
+uint64_t parse_request_id(std::string_view value);
 
 }  // namespace agentperf

@@ -55,6 +55,7 @@ struct SimHttp2Session::Stream final : SimResponder {
   SimHttp2Session& session;
   const int32_t id;
   std::string method, path, body;
+  uint64_t request_id = 0;  ///< x-request-id, parsed
   SimExchange* exchange = nullptr;  ///< set while the exchange runs
   std::string out;                  ///< response body bytes not yet taken by nghttp2
   size_t out_off = 0;
@@ -160,6 +161,7 @@ SimHttp2Session::SimHttp2Session(SimExchangePool& pool, SimHttp2Transport& trans
         std::string_view v(reinterpret_cast<const char*>(value), valuelen);
         if (n == ":method") st->method = v;
         if (n == ":path") st->path = v.substr(0, v.find('?'));
+        if (n == "x-request-id") st->request_id = parse_request_id(v);
         return 0;
       });
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(
@@ -183,7 +185,7 @@ SimHttp2Session::SimHttp2Session(SimExchangePool& pool, SimHttp2Transport& trans
         if (st == nullptr || st->responded || st->exchange != nullptr) return 0;
         SimExchange* ex = self.pool_.acquire();
         st->exchange = ex;
-        ex->start(st, st->method, st->path, st->body, now_ns());
+        ex->start(st, st->method, st->path, st->body, now_ns(), st->request_id);
         std::string().swap(st->body);
         return 0;
       });

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <cctype>
 #include <cmath>
 #include <cerrno>
@@ -88,6 +89,19 @@ class SimWorker final : public IoHandler, public TimerTarget, public SimModelSin
   const std::string& model_json() const override { return model_json_; }
   const std::string& token_event(bool chat, int32_t tokens) override;
   void release(SimExchange* e) override { free_exchanges_.push_back(e); }
+  void log_stamps(const SimRequestStamps& s) override {
+    std::lock_guard<std::mutex> lock(stamps_mu_);
+    if (stamps_.size() < config_.stamp_log_capacity) {
+      stamps_.push_back(s);
+    } else if (!stamps_.empty()) {
+      stamps_[stamps_head_] = s;  // a ring once full: the oldest goes
+      stamps_head_ = (stamps_head_ + 1) % stamps_.size();
+    }
+  }
+  void stamps_into(std::vector<SimRequestStamps>& out) const {
+    std::lock_guard<std::mutex> lock(stamps_mu_);
+    out.insert(out.end(), stamps_.begin(), stamps_.end());
+  }
   // SimExchangePool
   SimExchange* acquire() override;
 
@@ -115,6 +129,9 @@ class SimWorker final : public IoHandler, public TimerTarget, public SimModelSin
   std::string model_json_;
   SimCounters counters_;
   SimPowerMeter power_;
+  mutable std::mutex stamps_mu_;  // guards stamps_: written at the end of each request, read by stamps()
+  std::vector<SimRequestStamps> stamps_;
+  size_t stamps_head_ = 0;
   bool in_advance_ = false;
   std::vector<SimConn*> deferred_;  ///< connections with output to send after the model's advance
   int64_t armed_ns_ = 0;       ///< deadline of the newest model timer still pending; 0: none
@@ -275,6 +292,7 @@ class SimConn final : public IoHandler, public SimResponder, public SimHttp2Tran
       std::string_view head(in_.data(), end);
       size_t body_len = 0;
       bool conn_close = false, chunked = false;
+      uint64_t request_id = 0;
       // Header scan: Content-Length, Transfer-Encoding and Connection: close (case-insensitive names).
       size_t line = head.find("\r\n");
       while (line != std::string_view::npos && line < head.size()) {
@@ -289,6 +307,10 @@ class SimConn final : public IoHandler, public SimResponder, public SimHttp2Tran
           if (name == "content-length") body_len = std::strtoull(std::string(value).c_str(), nullptr, 10);
           if (name == "connection" && (value == "close" || value == "Close")) conn_close = true;
           if (name == "transfer-encoding") chunked = true;
+          if (name == "x-request-id") {
+            while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+            request_id = parse_request_id(value);
+          }
         }
         line = next;
       }
@@ -316,7 +338,7 @@ class SimConn final : public IoHandler, public SimResponder, public SimHttp2Tran
       std::string body = in_.substr(end + 4, body_len);
       in_.erase(0, end + 4 + body_len);
       exchange_ = w_.acquire();
-      exchange_->start(this, method, path, body, received);  // may answer (and recurse) at once
+      exchange_->start(this, method, path, body, received, request_id);  // may answer (and recurse) at once
       return;
     }
   }
@@ -546,7 +568,17 @@ void SimServer::stop() {
   running_ = false;
   for (auto& w : workers_) w->stop();
   final_metrics_ = metrics();
+  final_stamps_ = stamps();
   workers_.clear();  // closes the listeners and every connection
+}
+
+std::vector<SimRequestStamps> SimServer::stamps() const {
+  if (workers_.empty()) return final_stamps_;
+  std::vector<SimRequestStamps> out;
+  for (const auto& w : workers_) static_cast<const SimWorker&>(*w).stamps_into(out);
+  std::sort(out.begin(), out.end(),
+            [](const SimRequestStamps& a, const SimRequestStamps& b) { return a.received_ns < b.received_ns; });
+  return out;
 }
 
 SimServerMetrics SimServer::metrics() const {
