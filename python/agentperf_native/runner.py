@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import preflight
+from . import dialects, preflight
 from .endpoint import Endpoint, Transport, list_models
 from .engine import Engine, now_ns
 from .orchestrate import Interrupted, Orchestrator, run_loop
@@ -77,6 +77,7 @@ class RunConfig:
     price_per_hour: float | None = None  # $ per hour of the system under test (all its accelerators)
     idle_power_s: float = 3.0  # idle power measured for this long before the first probe
     sim_preset: str | None = None  # None: server.DEFAULT_EMBEDDED_PRESET; "null" uses sim_ttft_s / sim_itl_s
+    dialect: str = "auto"  # the server's dialect (dialects.DIALECTS), "auto": the pre-flight probes it
 
 
 class RunError(RuntimeError):
@@ -106,6 +107,7 @@ class RunContext:
     records: RecordFile
     origin_ns: int
     sim_metrics_url: str | None = None
+    transport: Transport | None = None
 
 
 @contextmanager
@@ -152,11 +154,14 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None]) -> 
                     notes.append(f"{note}; /v1/models is optional with --model: using {model!r}")
                     log(f"note: {notes[-1]}")
             server_info = {"kind": "external", "models": models, "listing": listing.get("data", [])[:8]}
+        listed = [m for m in server_info.get("listing", []) if isinstance(m, dict)]
 
         token_only = any(c.turns and c.turns[0].hash_ids is not None for c in conversations)
         pre = None
+        chosen = dialects.OPENAI if cfg.dialect == "auto" else dialects.get(cfg.dialect)
         if not token_only:
-            pre = preflight.check(endpoint, model, transport)
+            pre = preflight.check(endpoint, model, transport, dialect=cfg.dialect, output=cfg.output_length,
+                                  listing=listed)
             if pre.ok and pre.attempts:
                 notes.append(f"pre-flight needed {len(pre.attempts) + 1} attempts: " + "; ".join(pre.attempts))
                 log(f"note: {notes[-1]}")
@@ -165,10 +170,21 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None]) -> 
             if not pre.usage_reported:
                 log("pre-flight: the server sends no usage in streams; output tokens will be estimated from events "
                     "(flagged tokens_estimated)")
-            if cfg.output_length == "exact" and not pre.honours_exact_length:
-                raise RunError(f"pre-flight: asked for exactly {pre.asked_tokens} tokens (max_tokens + min_tokens + "
-                               f"ignore_eos), got {pre.completion_tokens}: this server does not honour exact output "
-                               "lengths; use --output-length recorded")
+            chosen = pre.chosen or chosen
+            log(f"pre-flight: dialect {chosen.name} ({chosen.title}; {pre.dialect_source}), exact lengths via "
+                f"{chosen.exact_length}, usage {chosen.usage}")
+            if cfg.output_length != "recorded" and not pre.honours_exact_length:
+                if chosen.exact_length == "none":
+                    raise RunError(f"pre-flight: {chosen.exact_refusal()} (tried: "
+                                   f"{_tried(pre)})")
+                raise RunError(f"pre-flight: asked for exactly {pre.asked_tokens} tokens ({chosen.exact_length}), got "
+                               f"{pre.completion_tokens}: this server does not honour exact output lengths; use "
+                               "--output-length recorded")
+            if pre.usage_reported and not pre.cached_tokens_reported:
+                note = chosen.cached_tokens_note()
+                if note:
+                    notes.append(note)
+                    log(f"note: {note}")
         tokenizer = None
         if token_only:
             from .trajectories import load_tokenizer
@@ -176,14 +192,15 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None]) -> 
             tokenizer = load_tokenizer(cfg.tokenizer)
         policy = RequestPolicy(history=cfg.history, output=cfg.output_length, tool_delay=cfg.tool_delay,
                                tool_delay_cap_s=cfg.tool_delay_cap_s, share_system_prompt=cfg.share_system_prompt,
-                               seed=cfg.seed)
+                               seed=cfg.seed, exact_method=chosen.exact_length)
         workload = encode(conversations, model=model, policy=policy, base_path=endpoint.base_path,
-                          tokenizer=tokenizer, token_prompts=cfg.token_prompts)
+                          tokenizer=tokenizer, token_prompts=cfg.token_prompts, include_usage=chosen.request_usage)
         run_nonce = cfg.run_nonce if cfg.run_nonce is not None else int.from_bytes(os.urandom(8), "little")
         manifest = base_manifest(command, {k: v for k, v in dataclasses.asdict(cfg).items()})
         manifest.update({
             "endpoint": endpoint.base_url, "model": model, "server": server_info,
             "preflight": pre.to_dict() if pre else None,
+            "dialect": chosen.to_dict(),
             "workload": {"path": str(path), "conversations": len(conversations), "sha256": workload.digest,
                          "requests_per_pass": workload.requests_per_pass,
                          "turns_per_conversation": [len(c.turns) for c in conversations]},
@@ -208,7 +225,18 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None]) -> 
         records = RecordFile(out / "requests.bin")
         stack.callback(records.close)
         yield RunContext(out, endpoint, model, conversations, workload, engine, manifest, records, origin,
-                         sim_metrics_url)
+                         sim_metrics_url, transport=transport)
+
+
+def _tried(pre) -> str:
+    """What the pre-flight saw for each exact-length field, e.g. ``ignore_eos: HTTP 422``."""
+    out = []
+    for key in ("ignore_eos", "min_tokens", "generation_config"):
+        p = pre.probes.get(key)
+        if p:
+            out.append(f"{key}: " + (f"{p['completion_tokens']} of {pre.asked_tokens} tokens" if p["accepted"]
+                                     else f"HTTP {p['status']} {p['detail'][:80]}".strip()))
+    return "; ".join(out) or "nothing"
 
 
 def rules_of(cfg: RunConfig) -> PhaseRules:
@@ -258,8 +286,9 @@ async def _run(cfg: RunConfig, ctx: RunContext, orch: Orchestrator, tiers: list[
             def save(_probe: Probe) -> None:
                 write_json(ctx.out / "phases.json", {"probes": [p.to_dict() for p in _probes_with_current(runner)]})
 
+            metrics = _start_server_metrics(ctx, orch, display)
             runner = ProbeRunner(orch, tiers, rules, turns, origin_ns=ctx.origin_ns, on_update=save,
-                                 power=power.sampler if power else None)
+                                 power=power.sampler if power else None, server_metrics=metrics)
             display.start(runner, ctx)
             orch.spawn(_live(orch, runner, display), name="live line")
             interrupted = False
@@ -278,16 +307,18 @@ async def _run(cfg: RunConfig, ctx: RunContext, orch: Orchestrator, tiers: list[
                 tier_rows = [t.to_dict() for t in result.tiers]
             ctx.engine.stop()
             orch.drain()
-            save(None)  # type: ignore[arg-type]
             ctx.records.flush()
             probes = runner.probes
             power_doc = await power.finish(ctx) if power else None
             validity = validity_of(probes, interrupted=interrupted)
-            notes = []
+            notes = list(ctx.manifest.get("notes", []))
+            if metrics is not None:
+                metrics.write_csv(ctx.out / "server_metrics.csv")
             if power:
                 accelerators = _normalise(cfg, tier_rows, probes, power.accelerators, validity)
             else:
                 accelerators = cfg.accelerators
+            save(None)  # type: ignore[arg-type]  # the final probe records (energy per token included)
             if interrupted and orch.interrupted:
                 notes.append(f"stopped by {orch.interrupted}")
             if ctx.records.error:
@@ -300,6 +331,22 @@ async def _run(cfg: RunConfig, ctx: RunContext, orch: Orchestrator, tiers: list[
                               notes=notes).to_dict()
             write_json(ctx.out / "summary.json", summary)
             return summary
+
+
+def _start_server_metrics(ctx: RunContext, orch: Orchestrator, display: Display):
+    """Scrapes the server's own /metrics beside every probe, when it has one the tool knows."""
+    from .server_metrics import endpoint_sampler
+
+    sampler = endpoint_sampler(ctx.endpoint, ctx.transport or Transport())
+    if sampler is None:
+        ctx.manifest["server_metrics"] = None
+        display.log("note: the server has no /metrics the tool knows (vLLM, SGLang, llama.cpp --metrics, the "
+                    "simulator): probes carry no server metrics")
+    else:
+        ctx.manifest["server_metrics"] = sampler.describe()
+        orch.spawn(sampler.run(), name="server metrics")
+    write_json(ctx.out / "manifest.json", ctx.manifest)
+    return sampler
 
 
 def _probes_with_current(runner: ProbeRunner) -> list[Probe]:

@@ -1,6 +1,7 @@
 #include "client/worker.h"
 
 #include "agentperf/clock.h"
+#include "common/thread_name.h"
 
 namespace agentperf {
 
@@ -27,6 +28,7 @@ Worker::~Worker() {
 }
 
 void Worker::run() {
+  name_this_thread("apn-worker", index_);
   adjust_agents();
   while (!stop_.load(std::memory_order_relaxed)) {
     loop_.run_once(-1);
