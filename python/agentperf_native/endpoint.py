@@ -86,8 +86,9 @@ class Response:
 
 
 def fetch(endpoint: Endpoint, transport: Transport, method: str, api: str, body: bytes = b"",
-          *, stream: bool = False) -> Response:
-    """One request to ``base/api`` through the native client (blocking; releases the GIL)."""
+          *, stream: bool = False, root: bool = False) -> Response:
+    """One request to ``base/api`` (``root``: to ``/api`` at the server's root, e.g. llama.cpp's
+    ``/props``, Prometheus ``/metrics``) through the native client (blocking; releases the GIL)."""
     headers = [("Accept", "text/event-stream" if stream else "application/json")]
     if body:
         headers.append(("Content-Type", "application/json"))
@@ -96,7 +97,7 @@ def fetch(endpoint: Endpoint, transport: Transport, method: str, api: str, body:
     protocol = transport.protocol
     if protocol == "auto" and endpoint.scheme == "http":
         protocol = "h1"
-    raw = _core.http_request(endpoint.host, endpoint.port, method, endpoint.path(api), headers=headers, body=body,
+    raw = _core.http_request(endpoint.host, endpoint.port, method, api if root else endpoint.path(api), headers=headers, body=body,
                              protocol=protocol, tls=endpoint.scheme == "https", tls_verify=not transport.insecure,
                              ca_file=transport.ca_file or "", timeout_s=transport.timeout_s)
     return Response(status=int(raw["status"]), body=bytes(raw["body"]), headers=list(raw["headers"]),

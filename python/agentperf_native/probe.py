@@ -78,7 +78,8 @@ class ProbeRunner:
     """
 
     def __init__(self, orch: Orchestrator, tiers: list[Tier], rules: PhaseRules, turns_per_conversation: list[int],
-                 *, origin_ns: int, on_update: Callable[[Probe], None] | None = None, power=None) -> None:
+                 *, origin_ns: int, on_update: Callable[[Probe], None] | None = None, power=None,
+                 server_metrics=None) -> None:
         self.orch = orch
         self.engine = orch.engine
         self.tiers = tiers
@@ -87,6 +88,7 @@ class ProbeRunner:
         self.origin_ns = origin_ns
         self.on_update = on_update
         self.power = power
+        self.server_metrics = server_metrics  # a server_metrics.ServerMetricsSampler on the same loop
         self.probes: list[Probe] = []
         self.current: ProbeState | None = None
 
@@ -158,6 +160,8 @@ class ProbeRunner:
             if self.power is not None:
                 window = await self.power.window_settled(meter.start_ns, window_end, timeout_s=10.0)
                 probe.power = window.to_dict()
+            if self.server_metrics is not None:
+                probe.server_metrics = await self.server_metrics.window_settled(meter.start_ns, window_end)
             return self._finish(probe, meter)
         except Interrupted:
             if meter is not None:

@@ -78,6 +78,8 @@ class RequestPolicy:
     tool_delay_cap_s: float | None = None
     share_system_prompt: bool = False  # isolation prefix after the system prompt, not inside it
     default_max_tokens: int | None = None  # for turns with no recorded output length
+    # how an exact length is forced (dialects.EXACT_METHODS): the server's dialect decides
+    exact_method: str = "ignore_eos+min_tokens"
     seed: int = 1  # (the engine's --seed seeds every agent's draws)
 
     def __post_init__(self) -> None:
@@ -94,6 +96,10 @@ class RequestPolicy:
         elif self.output not in ("exact", "recorded"):
             raise ValueError(f"output policy must be 'exact', 'recorded' or 'fixed:N', not {self.output!r}")
         self.delay_policy = tool_delay_policy(self.tool_delay)
+        from .dialects import EXACT_METHODS
+
+        if self.exact_method not in EXACT_METHODS:
+            raise ValueError(f"exact_method must be one of {', '.join(EXACT_METHODS)}, not {self.exact_method!r}")
 
     @property
     def exact(self) -> bool:
@@ -106,7 +112,18 @@ class RequestPolicy:
         if n is None:
             return -1, -1
         n = max(1, n)  # a recorded 0 (a call that produced nothing) still asks for one token
-        return n, (n if self.exact else -1)
+        return n, (n if self.exact and self.exact_method == "ignore_eos+min_tokens" else -1)
+
+    @property
+    def ignore_eos(self) -> bool:
+        return self.exact and self.exact_method in ("ignore_eos+min_tokens", "ignore_eos")
+
+    def turn_head(self, max_tokens: int, open_: str) -> str | None:
+        """Top-level members that differ per turn and that the engine has no slot for (transformers
+        serve's ``generation_config``, a JSON string): a fragment ahead of the turn's messages."""
+        if not self.exact or self.exact_method != "generation_config" or max_tokens < 1:
+            return None
+        return _dump({"generation_config": _dump({"min_new_tokens": max_tokens})})[1:-1] + "," + open_
 
     def delay_ns(self, recorded_s: float) -> int:
         """The recorded delay as the engine stores it (the policy is applied by each agent)."""
@@ -163,7 +180,7 @@ class _Builder:
         return f
 
 
-def _encode_chat(conv: Conversation, policy: RequestPolicy, b: _Builder) -> list[tuple]:
+def _encode_chat(conv: Conversation, policy: RequestPolicy, b: _Builder, open_: str = "") -> list[tuple]:
     """Append-only chat history: turn k's pieces are every message up to turn k."""
     messages: list[tuple[dict[str, Any], int]] = []  # (message, turn whose reply it is or -1)
     if conv.system is not None:
@@ -204,14 +221,19 @@ def _encode_chat(conv: Conversation, policy: RequestPolicy, b: _Builder) -> list
     for turn, end in zip(conv.turns, ends):
         count = message_end_piece[end - 1]
         begin = len(b.pieces)
-        b.pieces.extend(sequence[:count])
-        insert = insert_piece if 0 <= insert_piece < count else -1
         max_t, min_t = policy.lengths(turn.output_tokens)
+        insert = insert_piece if 0 <= insert_piece < count else -1
+        head = policy.turn_head(max_t, open_)
+        if head is not None:
+            b.pieces.append(b.add(head))
+            insert = insert + 1 if insert >= 0 else -1
+        b.pieces.extend(sequence[:count])
         specs.append((begin, len(b.pieces), insert, max_t, min_t, policy.delay_ns(turn.tool_delay_s)))
     return specs
 
 
-def _encode_tokens(conv: Conversation, policy: RequestPolicy, b: _Builder, tokenizer: Any, as_text: bool) -> list[tuple]:
+def _encode_tokens(conv: Conversation, policy: RequestPolicy, b: _Builder, tokenizer: Any, as_text: bool,
+                   open_: str = "") -> list[tuple]:
     """Token-only traces: a prompt made of deterministic token blocks (same hash → same tokens)."""
     from .trajectories.tokens import block_token_ids, turn_prompt_blocks
 
@@ -219,6 +241,10 @@ def _encode_tokens(conv: Conversation, policy: RequestPolicy, b: _Builder, token
     for k, turn in enumerate(conv.turns):
         blocks = turn_prompt_blocks(conv, k)
         begin = len(b.pieces)
+        max_t, min_t = policy.lengths(turn.output_tokens)
+        head = policy.turn_head(max_t, open_)
+        if head is not None:
+            b.pieces.append(b.add(head))
         if as_text:
             b.pieces.append(b.add('{"role":"user","content":"'))
             for hash_id, n in blocks:
@@ -230,7 +256,8 @@ def _encode_tokens(conv: Conversation, policy: RequestPolicy, b: _Builder, token
                 ids = ",".join(map(str, block_token_ids(hash_id, n, tokenizer)))
                 b.pieces.append(b.add(ids + ("," if i + 1 < len(blocks) else "")))
             insert = 0
-        max_t, min_t = policy.lengths(turn.output_tokens)
+        if head is not None:
+            insert += 1
         specs.append((begin, len(b.pieces), insert, max_t, min_t, policy.delay_ns(turn.tool_delay_s)))
     return specs
 
@@ -261,11 +288,16 @@ def encode(conversations: Iterable[Conversation], *, model: str, path: str | Non
             raise WorkloadError("token-only traces need a tokenizer (e.g. --tokenizer cl100k_base) to build prompts")
     if path is None:
         path = base_path + ("/completions" if as_ids else "/chat/completions")
+    if policy.exact and policy.exact_method == "none":
+        raise WorkloadError(f"output policy {policy.output!r} needs an exact output length, and the server has no way "
+                            "to force one; use --output-length recorded")
     core = _core.Workload()
     extra = "".join("," + _dump({k: v})[1:-1] for k, v in (extra_body or {}).items())
+    open_ = '"prompt":[' if as_ids else '"messages":['
+    per_turn_head = policy.turn_head(1, open_) is not None
     core.set_request(
-        path=path, model=model, include_usage=include_usage, ignore_eos=policy.exact, extra_body=extra,
-        open='"prompt":[' if as_ids else '"messages":[', close="]",
+        path=path, model=model, include_usage=include_usage, ignore_eos=policy.ignore_eos, extra_body=extra,
+        open="" if per_turn_head else open_, close="]",
         isolation_style="token_ids" if as_ids else "text",
         isolation_token_hi=min(30000, getattr(tokenizer, "vocab_size", 30000)) if as_ids else 30000,
     )
@@ -274,13 +306,16 @@ def encode(conversations: Iterable[Conversation], *, model: str, path: str | Non
     digest = hashlib.sha256()
     digest.update(repr((path, policy.history, policy.output, policy.tool_delay, policy.tool_delay_cap_s,
                         policy.share_system_prompt, token_prompts if token_only else None)).encode())
+    if policy.exact and policy.exact_method != "ignore_eos+min_tokens" or not include_usage:
+        digest.update(repr((policy.exact_method, include_usage)).encode())  # older digests stay as they were
     requests = 0
     for conv in conversations:
         b = _Builder()
         if token_only:
-            specs = _encode_tokens(conv, policy, b, tokenizer, as_text=not as_ids)
+            specs = _encode_tokens(conv, policy, b, tokenizer, as_text=not as_ids,
+                                   open_=open_ if per_turn_head else "")
         else:
-            specs = _encode_chat(conv, policy, b)
+            specs = _encode_chat(conv, policy, b, open_=open_ if per_turn_head else "")
         members = "," + _dump({"tools": conv.tools})[1:-1] if conv.tools else ""
         reply_of = b.reply_of if any(r >= 0 for r in b.reply_of) else []
         core.add_conversation(b.fragments, b.pieces, specs, reply_of, members)

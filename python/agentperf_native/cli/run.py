@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from ..dialects import DIALECTS
 from ..durations import format_duration
 from ..runner import RunConfig
 from ..sim.presets import PRESETS
@@ -120,6 +121,10 @@ def _hex(value: str | None) -> int | None:
 @click.option("--sim-preset", type=click.Choice(list(PRESETS)), default=D.sim_preset,
               help="Built-in server preset. Default: demo (illustrative, scaled for a five-minute search), or null when --sim-ttft or "
                    "--sim-itl is given.")
+@click.option("--dialect", type=click.Choice(["auto", *DIALECTS]),
+              default=D.dialect, show_default=True,
+              help="The server's dialect (how exact lengths are forced, whether usage must be asked for, ...). "
+                   "auto: the pre-flight probes the server.")
 def run(**options) -> None:
     """Find the largest concurrency each SLO tier holds (or, with --concurrency, run one phase); write results."""
     from ..runner import RunError, execute

