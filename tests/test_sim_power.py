@@ -7,6 +7,7 @@ power the closed form predicts.
 """
 
 import json
+from dataclasses import replace
 import re
 import socket
 import threading
@@ -19,27 +20,18 @@ import agentperf_native as ap
 from agentperf_native.sim.closed_form import WorkloadShape, predict, simulate
 from agentperf_native.sim.server import server_from_options
 from agentperf_native.sim.presets import BatchingParams
+from test_sim_capacity import OUTPUT_TOKENS, prompt_tokens, workload  # noqa: E402
+from test_sim_capacity import PARAMS as CAPACITY_PARAMS  # noqa: E402
 
 POWER, ENERGY = "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
 SERIES = re.compile(r'^(DCGM_FI_DEV_\w+)\{gpu="(\d+)",UUID="([^"]*)",modelName="([^"]*)",Hostname="([^"]*)"\} (\S+)$')
 
-# The capacity test's engine (tests/test_sim_capacity.py): 32 agents fill its 16-sequence batch.
-PARAMS = BatchingParams(max_batch=16, max_batched_tokens=8192, prefill_tokens_per_s=20_000, step_base_s=0.020,
-                        step_per_seq_s=0.001, step_per_context_token_s=0.5e-6, block_tokens=16,
-                        prefix_cache_tokens=1_000_000, accelerators=2, idle_w=120.0, dynamic_w=480.0)
-OUTPUT_TOKENS = 21
-CONTENT = "x" * 3900
+# The capacity test's engine and workload (tests/test_sim_capacity.py): 32 agents fill its
+# 16-sequence batch; here it runs on 2 accelerators.
+PARAMS = replace(CAPACITY_PARAMS, accelerators=2, idle_w=120.0, dynamic_w=480.0)
 
 
-def prompt_tokens() -> int:
-    messages = [{"role": "system", "content": "[rid:0123456789abcdef] You are a test."},
-                {"role": "user", "content": CONTENT}]
-    return -(-len(json.dumps(messages, separators=(",", ":"))) // 4)
-
-
-def capacity_workload():
-    turn = ap.Turn(messages=[{"role": "user", "content": CONTENT}], output_tokens=OUTPUT_TOKENS)
-    return ap.encode([ap.Conversation(system="You are a test.", turns=[turn])], model="agentperf-sim")
+capacity_workload = workload
 
 
 def scrape(server) -> tuple[float, dict[str, dict[int, tuple[dict, float]]]]:

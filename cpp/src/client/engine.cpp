@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "agentperf/clock.h"
+#include "client/resolve.h"
 #include "client/session.h"
 #include "client/worker.h"
 #include "common/tls.h"
@@ -29,18 +30,11 @@ Engine::~Engine() { stop(); }
 
 void Engine::start() {
   if (running_.load()) return;
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  std::string port = std::to_string(config_.port);
-  int rc = getaddrinfo(config_.host.c_str(), port.c_str(), &hints, &res);
-  if (rc != 0 || !res)
-    throw std::runtime_error("cannot resolve host '" + config_.host + "': " + gai_strerror(rc));
-  sockaddr_storage addr{};
-  std::memcpy(&addr, res->ai_addr, res->ai_addrlen);
-  socklen_t len = res->ai_addrlen;
-  freeaddrinfo(res);
+  ResolvedAddress resolved;
+  if (std::string why = resolve_address(config_.host, config_.port, resolved); !why.empty())
+    throw std::runtime_error(why);
+  const sockaddr_storage& addr = resolved.addr;
+  socklen_t len = resolved.len;
 
   workers_.clear();
   if (config_.tls && !tls_) {

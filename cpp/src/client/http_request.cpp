@@ -12,6 +12,7 @@
 
 #include "agentperf/clock.h"
 #include "client/connection.h"
+#include "client/resolve.h"
 #include "client/session.h"
 #include "common/event_loop.h"
 #include "common/tls.h"
@@ -130,19 +131,13 @@ class OneShot final : public ConnectionHost, public ConnectionWaiter, public Str
 
  private:
   bool resolve() {
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    addrinfo* res = nullptr;
-    std::string port = std::to_string(o_.port);
-    int rc = getaddrinfo(o_.host.c_str(), port.c_str(), &hints, &res);
-    if (rc != 0 || !res) {
-      fail(ErrorKind::kConnect, "cannot resolve host '" + o_.host + "': " + gai_strerror(rc));
+    ResolvedAddress resolved;
+    if (std::string why = resolve_address(o_.host, o_.port, resolved); !why.empty()) {
+      fail(ErrorKind::kConnect, why);
       return false;
     }
-    std::memcpy(&addr_, res->ai_addr, res->ai_addrlen);
-    addr_len_ = res->ai_addrlen;
-    freeaddrinfo(res);
+    addr_ = resolved.addr;
+    addr_len_ = resolved.len;
     return true;
   }
 
