@@ -22,12 +22,24 @@ def test_ttft_and_output_speed_match_the_server_pacing(sim, agents):
     ok = records[records["error_kind"] == 0]
     assert summary.requests_failed == 0, summary.failures_by_kind
     assert len(ok) >= 2 * agents
-    ttft_ms = (ok["first_token_ns"] - ok["scheduled_ns"]) / 1e6
-    speed = (ok["output_tokens"] - 1) / ((ok["last_token_ns"] - ok["first_token_ns"]) / 1e9)
-    assert 197 <= np.median(ttft_ms) <= 203, np.percentile(ttft_ms, [0, 50, 95, 100])
-    assert 197 <= np.percentile(ttft_ms, 95) <= 203, np.percentile(ttft_ms, [0, 50, 95, 100])
-    assert abs(np.median(speed) - 100) <= 2, np.percentile(speed, [0, 50, 100])
-    assert abs(np.percentile(speed, 5) - 100) <= 2 and abs(np.percentile(speed, 95) - 100) <= 2
+    # The oracle: the server's own stamps of the same requests (same clock, matched by request id),
+    # so load from a neighbour that slows the server moves both sides alike.
+    stamps = {s["request_id"]: s for s in server.stamps()}
+    mine = [(r, stamps[int(r["request_id"])]) for r in ok if int(r["request_id"]) in stamps]
+    assert len(mine) == len(ok)
+    ttft_ms = np.array([(r["first_token_ns"] - r["scheduled_ns"]) / 1e6 for r, _ in mine])
+    server_ttft_ms = np.array([(s["first_token_ns"] - s["received_ns"]) / 1e6 for _, s in mine])
+    speed = np.array([(r["output_tokens"] - 1) / ((r["last_token_ns"] - r["first_token_ns"]) / 1e9) for r, _ in mine])
+    server_speed = np.array([(s["output_tokens"] - 1) / ((s["last_token_ns"] - s["first_token_ns"]) / 1e9)
+                             for _, s in mine])
+    gap = ttft_ms - server_ttft_ms  # request transmission + response delivery + client wake-up
+    assert (gap > 0).all()
+    assert abs(np.median(ttft_ms) - np.median(server_ttft_ms)) <= 2, np.percentile(gap, [0, 50, 95, 100])
+    assert abs(np.percentile(ttft_ms, 95) - np.percentile(server_ttft_ms, 95)) <= 2, np.percentile(gap, [50, 95])
+    assert np.median(np.abs(speed - server_speed) / server_speed) <= 0.02, np.percentile(speed - server_speed, [5, 50, 95])
+    # ... and the server answered no sooner than configured (200 ms): what it sent
+    # is what the client measured.
+    assert (server_ttft_ms >= 199.9).all()
     # Usage is the token count, not the event count; both are 100 here, and nothing is estimated.
     assert (ok["output_tokens"] == 100).all()
     assert (ok["output_events"] == 100).all()

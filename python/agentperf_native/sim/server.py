@@ -105,6 +105,13 @@ class SimServer:
         """
         return self._core.metrics()
 
+    def stamps(self) -> list[dict]:
+        """The server's own stamps of each request that carried ``X-Request-Id`` (as the engine
+        sends): ``request_id``, ``received_ns``, ``first_token_ns``, ``last_token_ns`` (when those
+        events were handed to the kernel), ``output_events``, ``output_tokens``, ``status``,
+        ``complete`` — on the client's clock, for oracle tests (bounded; the oldest are dropped)."""
+        return self._core.stamps()
+
     def metrics_text(self) -> str:
         """The ``/metrics`` page (Prometheus text format)."""
         return self._core.metrics_text()
