@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(build-essential cmake pkg-config libnghttp2-dev libssl-dev openssl nginx-light nghttp2-client)
+SYSTEM_PACKAGES=(build-essential cmake pkg-config libnghttp2-dev libssl-dev openssl nginx-light nghttp2-client curl)
 missing=()
 for p in "${SYSTEM_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
