@@ -43,6 +43,8 @@ class Server:
             return r.read()
 
     def stop(self) -> None:
+        if not self.pid:
+            return  # not ours
         try:
             os.kill(self.pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -65,7 +67,13 @@ def _free_port() -> int:
 
 def start(script: str, **env: str) -> Server:
     """Installs (when not yet) and starts ``scripts/servers/<script>.sh``; fails the test with the
-    script's own explanation when it cannot."""
+    script's own explanation when it cannot. ``AGENTPERF_SERVER_<SCRIPT>=URL,MODEL`` (e.g.
+    ``AGENTPERF_SERVER_VLLM_CPU=http://127.0.0.1:8002/v1,tiny``) uses a server already running
+    instead (it is left running)."""
+    given = os.environ.get(f"AGENTPERF_SERVER_{script.upper()}")
+    if given and not env:
+        url, _, model = given.partition(",")
+        return Server(script, url, model, 0, "")
     port = _free_port()
     proc = subprocess.run(["bash", str(SCRIPTS / f"{script}.sh"), "start", str(port)],
                           env={**os.environ, **env}, capture_output=True, text=True, timeout=3600)

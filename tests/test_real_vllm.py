@@ -95,3 +95,24 @@ def test_capacity_search_two_tiers_repeatable(vllm, workload, tmp_path):
         assert all(p["requests_failed"] == 0 for p in run.probes)
     for name in maxima[0]:
         assert abs(maxima[0][name] - maxima[1][name]) <= 1, maxima
+
+
+def test_a_workload_beyond_the_context_limit_is_said_before_measuring_and_runs_over_what_fits(vllm, tmp_path):
+    long = rs.synth_workload(tmp_path / "long.jsonl", conversations=10, mean_input_tokens=9000,
+                             min_input_tokens=2000, max_input_tokens=24000)
+    run = rs.run_cli(vllm, tmp_path / "long", "--trajectories", str(long), "--concurrency", "2", "--duration", "10s")
+    context = run.manifest["context"]
+    assert context["limit"] == 16384 and context["counted_by"] == "server /tokenize"
+    n = len(context["overflowing"])
+    assert 0 < n < 10 and context["kept_conversations"] == 10 - n
+    said = f"{n} of 10 conversations need more context than the server's limit of 16384 tokens"
+    # said before the first probe starts, and kept in the summary
+    assert said in run.proc.stderr and run.proc.stderr.index(said) < run.proc.stderr.index("probe 0")
+    assert any(said in note for note in run.summary["notes"])
+    assert run.summary["validity"]["valid"] and run.summary["phase"]["requests_failed"] == 0
+    kept_ids = {i for i in range(10)} - {o["index"] for o in context["overflowing"]}
+    assert set(ap.read_records(run.out)["conversation"]) <= set(range(len(kept_ids)))
+    # refuse: nothing is measured, and the message says what to do
+    refused = rs.run_cli(vllm, tmp_path / "refused", "--trajectories", str(long), "--concurrency", "2",
+                         "--duration", "10s", "--context-overflow", "refuse", check=False)
+    assert refused.proc.returncode != 0 and said in refused.proc.stderr and "--context-overflow skip" in refused.proc.stderr

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from . import dialects, preflight
+from . import dialects, limits, preflight
 from .endpoint import Endpoint, Transport, list_models
 from .engine import Engine, now_ns
 from .orchestrate import Interrupted, Orchestrator, run_loop
@@ -78,6 +78,7 @@ class RunConfig:
     idle_power_s: float = 3.0  # idle power measured for this long before the first probe
     sim_preset: str | None = None  # None: server.DEFAULT_EMBEDDED_PRESET; "null" uses sim_ttft_s / sim_itl_s
     dialect: str = "auto"  # the server's dialect (dialects.DIALECTS), "auto": the pre-flight probes it
+    context_overflow: str = "skip"  # conversations beyond the server's context limit: skip | truncate | refuse
 
 
 class RunError(RuntimeError):
@@ -185,6 +186,16 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None]) -> 
                 if note:
                     notes.append(note)
                     log(f"note: {note}")
+        context = _context_plan(cfg, endpoint, transport, model, listed, conversations, log)
+        if context.overflowing:
+            notes.append(context.message())
+            log(f"note: {notes[-1]}")
+            if cfg.context_overflow == "refuse":
+                raise RunError(f"{context.message()}; use --context-overflow skip or truncate, or a server with a "
+                               "longer context")
+            conversations = limits.apply(conversations, context)
+            if not conversations:
+                raise RunError(f"{context.message()}, and no conversation fits: nothing to run")
         tokenizer = None
         if token_only:
             from .trajectories import load_tokenizer
@@ -201,6 +212,7 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None]) -> 
             "endpoint": endpoint.base_url, "model": model, "server": server_info,
             "preflight": pre.to_dict() if pre else None,
             "dialect": chosen.to_dict(),
+            "context": context.to_dict(),
             "workload": {"path": str(path), "conversations": len(conversations), "sha256": workload.digest,
                          "requests_per_pass": workload.requests_per_pass,
                          "turns_per_conversation": [len(c.turns) for c in conversations]},
@@ -226,6 +238,22 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None]) -> 
         stack.callback(records.close)
         yield RunContext(out, endpoint, model, conversations, workload, engine, manifest, records, origin,
                          sim_metrics_url, transport=transport)
+
+
+def _context_plan(cfg: RunConfig, endpoint: Endpoint, transport: Transport, model: str, listed: list[dict],
+                  conversations: list, log: Callable[[str], None]) -> limits.ContextPlan:
+    """The server's context limit and the conversations that would overflow it, before measuring."""
+    limit, source = limits.read_limit(endpoint, transport, model, listed)
+    count, counted_by = (None, "")
+    if limit is not None:
+        count, counted_by = limits.server_counter(endpoint, transport, model)
+        if count is None:
+            count, counted_by = limits.estimate_counter(cfg.tokenizer)
+        log(f"context limit: {limit} tokens ({source}); counting each conversation's largest request by "
+            f"{counted_by}")
+    lengths = RequestPolicy(output=cfg.output_length)
+    return limits.plan(conversations, limit, source, count or (lambda c, k: 0), counted_by,
+                       lambda c, k: lengths.lengths(c.turns[k].output_tokens)[0], cfg.context_overflow)
 
 
 def _tried(pre) -> str:

@@ -13,12 +13,14 @@ PY="${PYTHON:-python3}"
 log() { echo "[$NAME] $*" >&2; }
 die() { echo "[$NAME] error: $*" >&2; exit 1; }
 
-# one install at a time per directory (two test files may ask at once)
+# one install at a time per directory (two test files may ask at once); the lock is released when
+# the install ends (unlock), and a started server never inherits it (it is started with 9>&-)
 with_lock() {
   mkdir -p "$W"
   exec 9>"$W/.lock"
   flock 9
 }
+unlock() { flock -u 9 2>/dev/null || true; exec 9>&-; }
 
 wait_http() {  # URL PIDFILE LOGFILE SECONDS
   local url="$1" pidf="$2" logf="$3" secs="$4" i

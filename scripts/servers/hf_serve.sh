@@ -27,6 +27,7 @@ install() {
       || die "making the model failed; log: $W/model.log"
     rm -rf "$MODEL"; mv "$MODEL.tmp" "$MODEL"
   fi
+  unlock
   echo "$W"
 }
 
@@ -36,7 +37,7 @@ start() {
   local run="$W/run-$port"; mkdir -p "$run"
   mkdir -p "${HF_HUB_CACHE:-$HOME/.cache/huggingface/hub}"   # /v1/models answers 500 without it
   HF_HUB_OFFLINE=1 nohup "$W/venv/bin/transformers" serve --host 127.0.0.1 --port "$port" --continuous-batching \
-    --cb-num-blocks 64 --cb-max-batch-tokens 2048 "$MODEL" >"$run/server.log" 2>&1 &
+    --cb-num-blocks 64 --cb-max-batch-tokens 2048 "$MODEL" >"$run/server.log" 2>&1 9>&- &
   echo $! >"$run/pid"
   wait_http "http://127.0.0.1:$port/health" "$run/pid" "$run/server.log" 120
   echo "url=http://127.0.0.1:$port/v1 model=$MODEL pid=$(cat "$run/pid") log=$run/server.log"

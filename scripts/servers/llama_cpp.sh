@@ -41,6 +41,7 @@ install() {
       || die "making the model failed; log: $W/model.log"
     mv "$MODEL.tmp" "$MODEL"
   fi
+  unlock
   echo "$W"
 }
 
@@ -50,7 +51,7 @@ start() {
   local run="$W/run-$port"; mkdir -p "$run"
   # -t 1: one compute thread leaves the other core to the HTTP thread and the load generator
   nohup "$BIN" -m "$MODEL" --host 127.0.0.1 --port "$port" -c $((NP * CTX_PER_SLOT)) -np "$NP" -t "$THREADS" \
-    --alias tiny --metrics >"$run/server.log" 2>&1 &
+    --alias tiny --metrics >"$run/server.log" 2>&1 9>&- &
   echo $! >"$run/pid"
   wait_http "http://127.0.0.1:$port/health" "$run/pid" "$run/server.log" 60
   echo "url=http://127.0.0.1:$port/v1 model=tiny pid=$(cat "$run/pid") log=$run/server.log"

@@ -30,6 +30,7 @@ install() {
       --dim 256 --heads 4 --kv-heads 2 --ff 512 --layers 2 --ctx 131072 >"$W/model.log" 2>&1 || die "making the model failed; log: $W/model.log"
     rm -rf "$MODEL"; mv "$MODEL.tmp" "$MODEL"
   fi
+  unlock
   echo "$W"
 }
 
@@ -42,7 +43,7 @@ start() {
   VLLM_CPU_KVCACHE_SPACE="${KV_GB:-2}" VLLM_CPU_OMP_THREADS_BIND=0 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 \
     nohup "$W/venv/bin/python" -m vllm.entrypoints.openai.api_server --model "$MODEL" --served-model-name tiny \
     --host 127.0.0.1 --port "$port" --max-model-len "$MAXLEN" --dtype bfloat16 --max-num-seqs "$SEQS" \
-    "${details[@]}" >"$run/server.log" 2>&1 &
+    "${details[@]}" >"$run/server.log" 2>&1 9>&- &
   echo $! >"$run/pid"
   wait_http "http://127.0.0.1:$port/health" "$run/pid" "$run/server.log" 300
   echo "url=http://127.0.0.1:$port/v1 model=tiny pid=$(cat "$run/pid") log=$run/server.log"

@@ -125,6 +125,10 @@ def _hex(value: str | None) -> int | None:
               default=D.dialect, show_default=True,
               help="The server's dialect (how exact lengths are forced, whether usage must be asked for, ...). "
                    "auto: the pre-flight probes the server.")
+@click.option("--context-overflow", type=click.Choice(["skip", "truncate", "refuse"]), default=D.context_overflow,
+              show_default=True,
+              help="Conversations needing more context than the server's limit (read before measuring): skip them, "
+                   "truncate them to the turns that fit, or refuse to run.")
 def run(**options) -> None:
     """Find the largest concurrency each SLO tier holds (or, with --concurrency, run one phase); write results."""
     from ..runner import RunError, execute
