@@ -49,6 +49,8 @@ _CAPTIONS = {
     "throughput.png": "Output throughput of the whole deployment against concurrency; dashed lines mark each "
                       "tier's maximum.",
     "agents_per_mw.png": "Agents per megawatt of mean accelerator power at each tier's maximum.",
+    "server_metrics.png": "The server's own /metrics over each probe's window: requests running and waiting, "
+                          "KV-cache usage, prefix-cache hit rate (hits / queries in the window), preemptions.",
 }
 
 

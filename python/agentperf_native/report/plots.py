@@ -502,6 +502,55 @@ def plot_power_timeline(results: Results, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def plot_server_metrics(results: Results, path: Path) -> Path | None:
+    """The server's own view of each probe (its /metrics, ``Probe.server_metrics``) against
+    concurrency: requests running and waiting, KV-cache usage, prefix-cache hit rate, preemptions.
+    None when no probe carries server metrics."""
+    rows = [(p.get("concurrency"), p["server_metrics"]) for p in results.probes
+            if isinstance(p.get("server_metrics"), dict) and isinstance(p.get("concurrency"), int)]
+    if not rows:
+        return None
+    rows.sort(key=lambda r: r[0])
+    xs = [c for c, _ in rows]
+    family = rows[0][1].get("family") or "server"
+
+    def gauge(m: dict, q: str) -> float | None:
+        v = m.get(q)
+        return _num(v.get("mean")) if isinstance(v, dict) else None
+
+    panels = [
+        ("requests (mean over the window)", [("running", lambda m: gauge(m, "running"), "#1e88e5"),
+                                             ("waiting", lambda m: gauge(m, "waiting"), "#e53935")]),
+        ("KV-cache usage (mean, fraction)", [("KV cache", lambda m: gauge(m, "kv_cache_usage"), "#6d4c41")]),
+        ("prefix-cache hit rate (window)", [("hits / queries", lambda m: _num(m.get("prefix_cache_hit_rate_window"))
+                                             if m.get("prefix_cache_hit_rate_window") is not None
+                                             else gauge(m, "prefix_cache_hit_rate"), "#43a047")]),
+        ("preemptions (in the window)", [("preemptions", lambda m: _num(m.get("preemptions")), "#8e24aa")]),
+    ]
+    fig = Figure(figsize=(11, 6.5), layout="constrained")
+    axes = fig.subplots(2, 2).flatten()
+    fig.suptitle(_title(results, f"Server metrics ({family} /metrics) per probe"))
+    for ax, (title, series) in zip(axes, panels):
+        drawn = False
+        for label, get, color in series:
+            pts = [(x, get(m)) for x, (_, m) in zip(xs, rows)]
+            pts = [(x, y) for x, y in pts if y is not None]
+            if pts:
+                ax.plot([x for x, _ in pts], [y for _, y in pts], "o-", color=color, label=label, ms=4, zorder=3)
+                drawn = True
+        ax.set_title(title, loc="left", fontsize=10)
+        ax.set_xlabel("concurrency (agents)")
+        ax.grid(color="#eceff1", lw=0.8, zorder=0)
+        if drawn:
+            ax.set_ylim(bottom=0)
+            if len(series) > 1:
+                ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, "not reported by this server", transform=ax.transAxes, ha="center", va="center",
+                    color="#90a4ae")
+    return _save(fig, path)
+
+
 # ----------------------------------------------------------------------------------------------
 
 def write_plots(results: Results, out_dir: str | Path) -> list[Path]:
@@ -519,6 +568,9 @@ def write_plots(results: Results, out_dir: str | Path) -> list[Path]:
         if p is not None:
             paths.append(p)
         p = plot_power_timeline(results, out / FILES["power_timeline"])
+        if p is not None:
+            paths.append(p)
+        p = plot_server_metrics(results, out / "server_metrics.png")
         if p is not None:
             paths.append(p)
     return paths
