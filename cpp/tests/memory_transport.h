@@ -26,6 +26,9 @@ class MemoryConnection final : public Connection {
  public:
   explicit MemoryConnection(uint32_t streams = 1) : Connection(streams) {}
   bool is_open() const override { return open_; }
+  /// The server closed this connection while it was idle (seen before the next write).
+  bool closed_by_peer = false;
+  bool peer_closed() override { return closed_by_peer; }
   void close(ErrorKind kind, int64_t now) override {
     if (!open_) return;
     open_ = false;

@@ -270,6 +270,66 @@ TEST(agent_connect_failure_retries_the_same_turn_after_a_pause) {
   CHECK_EQ(static_cast<int>(h2.records[0].error_kind), static_cast<int>(ErrorKind::kConnect));
 }
 
+TEST(agent_reconnects_when_the_server_closed_its_idle_keep_alive_connection) {
+  // llama.cpp closes after every streamed response while announcing keep-alive. Seen before the
+  // write: the next turn goes on a new connection, flagged new_connection, and nothing fails.
+  TestHost h(plain_config(), chat_workload(1, 3));
+  Agent a(h);
+  a.assign(1);
+  a.begin();
+  MemoryConnection* c = h.fire_until_sent();
+  c->deliver(sse_response("hi", 2), 10);
+  c->take_sent();
+  c->closed_by_peer = true;
+  h.fire_next();
+  CHECK_EQ(h.conns.size(), size_t{2});
+  CHECK(!c->is_open() && c->sent.empty());  // nothing written to the dead socket
+  h.conns[1]->deliver(sse_response("x", 1), 20);
+  CHECK_EQ(h.records.size(), size_t{2});
+  CHECK_EQ(static_cast<int>(h.records[1].error_kind), 0);
+  CHECK(h.records[1].flags & kFlagNewConnection);
+  CHECK(!(h.records[0].flags & kFlagNewConnection));
+}
+
+TEST(agent_retries_once_when_a_reused_connection_dies_before_any_response_byte) {
+  TestHost h(plain_config(), chat_workload(1, 4));
+  Agent a(h);
+  a.assign(1);
+  a.begin();
+  MemoryConnection* c = h.fire_until_sent();
+  c->deliver(sse_response("hi", 2), 10);
+  h.fire_next();  // turn 1 goes on the same keep-alive connection...
+  CHECK_EQ(h.conns.size(), size_t{1});
+  c->close(ErrorKind::kTruncated, 11);  // ...which the server closes as the request arrives
+  CHECK_EQ(h.records.size(), size_t{1});  // not a failure
+  h.fire_next();  // the retry, on a fresh connection
+  CHECK_EQ(h.conns.size(), size_t{2});
+  CHECK(h.conns[1]->sent.find("POST") == 0);
+  CHECK(body_of(h.conns[1]->sent).find("\"content\":\"q1\"}]}") != std::string::npos);
+  h.conns[1]->deliver(sse_response("x", 1), 30);
+  CHECK_EQ(h.records.size(), size_t{2});
+  CHECK_EQ(static_cast<int>(h.records[1].error_kind), 0);
+  CHECK(h.records[1].flags & kFlagNewConnection);
+  CHECK_EQ(h.records[1].turn, 1);
+  CHECK_EQ(h.started, 2);  // one request, not two
+  // Once only: the fresh connection dying too is the server's failure.
+  h.fire_next();  // turn 2 on conns[1] (reused)
+  h.conns[1]->close(ErrorKind::kReset, 40);
+  h.fire_next();  // retried on conns[2]
+  CHECK_EQ(h.conns.size(), size_t{3});
+  h.conns[2]->close(ErrorKind::kReset, 41);
+  CHECK_EQ(h.records.size(), size_t{3});
+  CHECK_EQ(static_cast<int>(h.records[2].error_kind), static_cast<int>(ErrorKind::kReset));
+  // A response byte already seen: a cut stream is a failure, never retried.
+  h.fire_next();
+  MemoryConnection* d = h.conns.back().get();
+  std::string full = sse_response("hi", 2);
+  d->deliver(full.substr(0, 20), 50);
+  d->close(ErrorKind::kTruncated, 51);
+  CHECK_EQ(h.records.size(), size_t{4});
+  CHECK_EQ(static_cast<int>(h.records[3].error_kind), static_cast<int>(ErrorKind::kTruncated));
+}
+
 TEST(agent_failure_paths_each_make_one_record) {
   // Non-2xx status: kHttpStatus, and the agent moves on to the next turn.
   {

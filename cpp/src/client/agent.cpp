@@ -84,6 +84,9 @@ void Agent::on_timer(uint64_t token) {
       if (stream_id_ > 0 && conn_) conn_->abandon(stream_id_);
       finish(ErrorKind::kTimeout, now_ns());
     }
+  } else if (in_flight_ && retry_pending_) {
+    retry_pending_ = false;
+    resend();
   } else if (!in_flight_ && !leaving) {
     send_request();
   }
@@ -149,7 +152,32 @@ void Agent::on_response_complete(int64_t now) {
   finish(kind, now);
 }
 
-void Agent::on_stream_failed(ErrorKind kind, int64_t now) { finish(kind, now); }
+void Agent::on_stream_failed(ErrorKind kind, int64_t now) {
+  // A reused keep-alive connection that died before any response byte: the server closed it
+  // (idle timeout, or it closes after every response) as the request went out. Not a server
+  // failure: the request is sent once more on a fresh connection, inside the same TTFT.
+  if (reused_ && !retried_ && rec_.first_byte_ns == 0 && !leaving &&
+      (kind == ErrorKind::kTruncated || kind == ErrorKind::kReset || kind == ErrorKind::kWrite)) {
+    retried_ = true;
+    retry_pending_ = true;
+    rec_.flags |= kFlagNewConnection;
+    stream_id_ = 0;
+    conn_ = nullptr;
+    w_.schedule(now, this, gen_ << 1);  // never send from inside the connection's own callback
+    return;
+  }
+  finish(kind, now);
+}
+
+void Agent::resend() {
+  rec_.sent_ns = 0;
+  sse_.reset();
+  reused_ = false;
+  Connection* c = w_.connection_for_new_stream();
+  if (!c) return finish(ErrorKind::kConnect, now_ns());
+  if (c->ready()) return submit_on(c);
+  wait_for(c);
+}
 
 // A connect at spawn failed: one kConnect record for the first turn, retried after a pause.
 void Agent::fail_connect(int64_t now, int64_t scheduled) {
@@ -199,11 +227,20 @@ void Agent::send_request() {
   w_.count_started();
   in_flight_ = true;
   stream_id_ = 0;
+  reused_ = retried_ = retry_pending_ = false;
   ++gen_;
   w_.schedule(scheduled_ns_ + cfg.request_timeout_ns, this, (gen_ << 1) | 1);
   // HTTP/1.1: this agent's own keep-alive connection when it is still good; HTTP/2: the one it
   // used last if it has room. Otherwise one from the host (a new one if none has room).
   Connection* c = conn_ && conn_->ready() && conn_->has_room() && (owns(conn_) || conn_->shareable()) ? conn_ : nullptr;
+  // HTTP/1.1: a connection the server closed while this agent was idle is not written to; the
+  // request goes on a new one (flagged new_connection below).
+  if (c && owns(c) && c->peer_closed()) {
+    if (c->is_open()) c->close(ErrorKind::kTruncated, now_ns());  // nothing in flight on it
+    c = nullptr;
+    rec_.flags |= kFlagNewConnection;
+  }
+  if (c) reused_ = !c->shareable();
   if (!c) {
     if (owns(conn_)) conn_->close(ErrorKind::kCancelled, now_ns());
     c = w_.connection_for_new_stream();
@@ -250,6 +287,7 @@ void Agent::stop_waiting() {
 void Agent::finish(ErrorKind kind, int64_t now) {
   if (!in_flight_) return;
   in_flight_ = false;
+  retry_pending_ = false;
   ++gen_;  // invalidates the timeout timer
   rec_.done_ns = now;
   rec_.error_kind = static_cast<uint8_t>(kind);

@@ -101,6 +101,7 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
   const std::string& isolation_prefix();
   void send_request();
   void submit_on(Connection* c);
+  void resend();
   void wait_for(Connection* c);
   bool owns(Connection* c) const { return c && c->owner == this; }
   void stop_waiting();
@@ -123,6 +124,9 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
   bool preconnect_ = false;
   bool engaged_ = false;  // has sent a request since it was assigned (counts as active)
   bool in_flight_ = false;
+  bool reused_ = false;        // the request in flight went on a connection that carried an earlier one
+  bool retried_ = false;       // ... and was already retried once on a fresh connection
+  bool retry_pending_ = false;  // a retry is scheduled (the timer fires at the end of the iteration)
   bool stream_error_ = false;
   bool malformed_ = false;
   int64_t usage_completion_ = -1;

@@ -123,6 +123,18 @@ void SocketConnection::close(ErrorKind kind, int64_t now) {
   end(kind, now);
 }
 
+bool SocketConnection::peer_closed() {
+  if (fd_ < 0) return true;
+  char c;
+  ssize_t n = ::recv(fd_, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return true;  // FIN: the server closed it
+  if (n < 0) return !(errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);  // a reset
+  // Bytes on an idle connection (a TLS close_notify, a late error): read them now, which closes
+  // the connection when they end it.
+  read_ready();
+  return !ready() || !has_room();
+}
+
 void SocketConnection::on_io(uint32_t events) {
   if (fd_ < 0) return;  // stale event for a connection closed earlier in this batch
   if (connecting_) {

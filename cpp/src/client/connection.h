@@ -46,6 +46,10 @@ class Connection {
   const void* owner = nullptr;
 
   virtual bool is_open() const = 0;
+  /// Before a request is written on an idle keep-alive connection: whether the peer has closed it
+  /// (EOF or a reset waiting on the socket). Servers such as llama.cpp's close after every streamed
+  /// response while announcing keep-alive; writing the next request into that socket would fail it.
+  virtual bool peer_closed() { return false; }
   /// Closes the transport: streams in flight fail with `kind`, waiters are told. Idempotent.
   virtual void close(ErrorKind kind, int64_t now_ns) = 0;
   /// Writes what the session has to send (as much as the transport takes now).
@@ -118,6 +122,7 @@ class SocketConnection final : public Connection, public IoHandler {
   bool open();
 
   bool is_open() const override { return fd_ >= 0; }
+  bool peer_closed() override;
   void close(ErrorKind kind, int64_t now_ns) override;
   void flush() override;
   void on_io(uint32_t events) override;
