@@ -80,7 +80,7 @@ def test_fixed_phase_counts_what_the_server_counts_and_its_prefix_cache_shows(vl
 
 
 def test_capacity_search_two_tiers_repeatable(vllm, workload, tmp_path):
-    args = ["--trajectories", str(workload), "--tier", "60:1", "--tier", "25:3", "--max-concurrency", "16",
+    args = ["--trajectories", str(workload), "--tier", "60:1", "--tier", "35:2", "--max-concurrency", "16",
             "--warmup", "5s", "--window", "15s", "--output-length", "exact"]
     first = rs.run_cli(vllm, tmp_path / "a", *args)
     second = rs.run_cli(vllm, tmp_path / "b", *args)

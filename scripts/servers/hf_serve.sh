@@ -15,7 +15,7 @@ MODEL="$W/model"
 install() {
   with_lock
   [ -x "$W/venv/bin/python" ] || "$PY" -m venv "$W/venv"
-  if ! "$W/venv/bin/python" -c "import transformers.commands, torch, fastapi" 2>/dev/null; then
+  if ! "$W/venv/bin/python" -c "import transformers.cli, torch, fastapi" 2>/dev/null; then
     log "installing transformers[serving]==$VERSION (CPU torch) into $W (first time only: ~2 min)"
     "$W/venv/bin/pip" install -q "torch==$TORCH_VERSION" "transformers[serving]==$VERSION" >"$W/pip.log" 2>&1 \
       || { tail -20 "$W/pip.log" >&2; die "pip install failed; log: $W/pip.log"; }
