@@ -47,3 +47,55 @@ def test_no_limit_or_no_overflow_changes_nothing():
     assert limits.apply(CONVS, plan(limit=100_000)) is CONVS
     with pytest.raises(ValueError, match="skip, truncate, refuse"):
         plan("drop")
+
+
+def test_the_first_failure_of_each_kind_is_shown_with_the_servers_answer(tmp_path):
+    """A server that refuses long requests with a reason: the run's notes and summary say it."""
+    import json
+    import subprocess
+    import sys
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_POST(self):
+            req = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if "turn 1" in json.dumps(req["messages"]):
+                body = b'{"error":{"message":"This model\'s maximum context length is 8 tokens"}}'
+                self.send_response(400)
+                self.send_header("Content-Type", "application/json")
+            else:
+                body = (b'data: {"choices":[{"delta":{"content":"x"}}]}\n\n'
+                        b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1}}\n\ndata: [DONE]\n\n')
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    wl = tmp_path / "w.jsonl"
+    wl.write_text(json.dumps({"id": "c", "turns": [
+        {"messages": [{"role": "user", "content": f"turn {k}"}], "output_tokens": 1, "tool_delay_s": 0.05}
+        for k in range(2)]}) + "\n")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "agentperf_native.cli", "run", "--url",
+                               f"http://127.0.0.1:{srv.server_address[1]}/v1", "--model", "m", "--trajectories",
+                               str(wl), "--concurrency", "1", "--duration", "1s", "--start-turn", "first",
+                               "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    finally:
+        srv.shutdown()
+    assert proc.returncode == 0, proc.stderr
+    notes = json.loads((tmp_path / "out" / "summary.json").read_text())["notes"]
+    said = [n for n in notes if "failed as http_status 400" in n]
+    assert len(said) == 1 and "maximum context length is 8 tokens" in said[0] and "turn 1" in said[0]
+    assert said[0] in proc.stderr

@@ -9,6 +9,7 @@ the run is incomplete.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import sys
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from . import dialects, limits, preflight
+from .failures import FirstFailures
+from .failures import describe as describe_failures
 from .endpoint import Endpoint, Transport, list_models
 from .engine import Engine, now_ns
 from .orchestrate import Interrupted, Orchestrator, run_loop
@@ -109,6 +112,7 @@ class RunContext:
     origin_ns: int
     sim_metrics_url: str | None = None
     transport: Transport | None = None
+    first_failures: FirstFailures = dataclasses.field(default_factory=FirstFailures)
 
 
 @contextmanager
@@ -301,6 +305,7 @@ def execute(cfg: RunConfig, command: list[str], display: Display | None = None) 
         ctx.manifest["rules"] = dataclasses.asdict(rules)
         write_json(ctx.out / "manifest.json", ctx.manifest)
         orch = Orchestrator(ctx.engine, sink=ctx.records)
+        orch.listeners.append(ctx.first_failures)
         summary = run_loop(lambda: _run(cfg, ctx, orch, tiers, rules, display), on_signal=orch.interrupt)
     return ctx.out, summary
 
@@ -342,6 +347,12 @@ async def _run(cfg: RunConfig, ctx: RunContext, orch: Orchestrator, tiers: list[
             notes = list(ctx.manifest.get("notes", []))
             if metrics is not None:
                 metrics.write_csv(ctx.out / "server_metrics.csv")
+            if ctx.first_failures.first:
+                explained = await asyncio.to_thread(ctx.first_failures.explain, ctx.endpoint,
+                                                    ctx.transport or Transport(), ctx.workload, ctx.model)
+                for line in describe_failures(explained):
+                    notes.append(line)
+                    display.log(f"note: {line}")
             if power:
                 accelerators = _normalise(cfg, tier_rows, probes, power.accelerators, validity)
             else:

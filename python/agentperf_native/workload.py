@@ -159,6 +159,7 @@ class EncodedWorkload:
     digest: str  # sha256 of the encoded fragments and turn specs: pins the workload in results
     requests_per_pass: int
     policy: "RequestPolicy"
+    request_path: str = "/v1/chat/completions"  # where every request goes (from the server's root)
 
 
 class _Builder:
@@ -325,4 +326,4 @@ def encode(conversations: Iterable[Conversation], *, model: str, path: str | Non
         requests += len(specs)
     core.finalize()
     return EncodedWorkload(core=core, conversations=conversations, digest=digest.hexdigest(),
-                           requests_per_pass=requests, policy=policy)
+                           requests_per_pass=requests, policy=policy, request_path=path)
