@@ -71,7 +71,7 @@ def start(script: str, **env: str) -> Server:
     ``AGENTPERF_SERVER_VLLM_CPU=http://127.0.0.1:8002/v1,tiny``) uses a server already running
     instead (it is left running)."""
     given = os.environ.get(f"AGENTPERF_SERVER_{script.upper()}")
-    if given and not env:
+    if given and "PROMPT_TOKENS_DETAILS" not in env:  # (a server started differently on purpose)
         url, _, model = given.partition(",")
         return Server(script, url, model, 0, "")
     port = _free_port()

@@ -13,7 +13,9 @@ pytestmark = pytest.mark.real_server
 
 @pytest.fixture(scope="module")
 def vllm():
-    server = rs.start("vllm_cpu")
+    # 4 sequences at a time: beyond 4 agents requests queue, so TTFT rises by a few hundred ms per
+    # agent and a tier's maximum is sharp enough to repeat within one agent on a shared machine
+    server = rs.start("vllm_cpu", SEQS="4")
     yield server
     server.stop()
 
@@ -80,7 +82,7 @@ def test_fixed_phase_counts_what_the_server_counts_and_its_prefix_cache_shows(vl
 
 
 def test_capacity_search_two_tiers_repeatable(vllm, workload, tmp_path):
-    args = ["--trajectories", str(workload), "--tier", "60:1", "--tier", "35:2", "--max-concurrency", "16",
+    args = ["--trajectories", str(workload), "--tier", "20:0.8", "--tier", "20:2", "--max-concurrency", "16",
             "--warmup", "5s", "--window", "15s", "--output-length", "exact"]
     first = rs.run_cli(vllm, tmp_path / "a", *args)
     second = rs.run_cli(vllm, tmp_path / "b", *args)
@@ -93,6 +95,13 @@ def test_capacity_search_two_tiers_repeatable(vllm, workload, tmp_path):
         assert all(m is not None and 1 <= m <= 16 for m in tiers.values()), tiers
         maxima.append(tiers)
         assert all(p["requests_failed"] == 0 for p in run.probes)
+        # the server's own metrics beside every probe, in phases.json, the timeline and the report
+        for p in run.probes:
+            m = p["server_metrics"]
+            assert m["family"] == "vllm" and m["scrapes"] >= 1, m
+            assert m["running"]["max"] <= p["concurrency"] and m["generation_tokens"] > 0
+            assert 0 < m["prefix_cache_hit_rate_window"] <= 1
+        assert (run.out / "server_metrics.csv").stat().st_size > 0 and (run.out / "server_metrics.png").exists()
     for name in maxima[0]:
         assert abs(maxima[0][name] - maxima[1][name]) <= 1, maxima
 
@@ -116,3 +125,15 @@ def test_a_workload_beyond_the_context_limit_is_said_before_measuring_and_runs_o
     refused = rs.run_cli(vllm, tmp_path / "refused", "--trajectories", str(long), "--concurrency", "2",
                          "--duration", "10s", "--context-overflow", "refuse", check=False)
     assert refused.proc.returncode != 0 and said in refused.proc.stderr and "--context-overflow skip" in refused.proc.stderr
+
+
+def test_without_prompt_tokens_details_the_tool_says_which_flag_reports_cached_tokens(workload, tmp_path):
+    server = rs.start("vllm_cpu", PROMPT_TOKENS_DETAILS="0")
+    try:
+        run = rs.run_cli(server, tmp_path / "nodetails", "--trajectories", str(workload), "--concurrency", "1",
+                         "--duration", "5s")
+    finally:
+        server.stop()
+    said = [n for n in run.summary["notes"] if "--enable-prompt-tokens-details" in n]
+    assert len(said) == 1 and said[0] in run.proc.stderr
+    assert (ap.read_records(run.out)["cached_tokens"] == -1).all()
