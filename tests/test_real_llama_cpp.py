@@ -63,4 +63,8 @@ def test_quick_search_counts_no_failures(llama, workload, tmp_path):
     s = run.summary
     assert s["complete"] and s["validity"]["valid"], s["validity"]
     assert all(p["requests_failed"] == 0 for p in run.probes), [p["failures_by_kind"] for p in run.probes]
-    assert all(t["max_agents"] is None or 1 <= t["max_agents"] <= 8 for t in s["tiers"])
+    # Every tier ends with an outcome the search can justify; how many agents a tiny CPU model holds
+    # depends on the machine's load, so the test does not fix it.
+    for t in s["tiers"]:
+        assert 0 <= t["max_agents"] <= 8 and t["stop_reason"], t
+        assert t["max_agents"] == 0 or run.probes[t["probe_index"]]["tier_pass"][t["name"]], t
