@@ -46,3 +46,16 @@ stop_pid() {  # PIDFILE
 }
 
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Every server script ends with `dispatch "$@"`: install | start [PORT] | stop (stop: every server
+# this script's directory started).
+stop() { local p; for p in "$W"/run-*/pid; do [ -f "$p" ] && stop_pid "$p"; done; return 0; }
+
+dispatch() {
+  case "${1:-}" in
+    install) install ;;
+    start) shift; start "$@" ;;
+    stop) stop ;;
+    *) echo "usage: $0 install | start [PORT] | stop" >&2; exit 2 ;;
+  esac
+}

@@ -49,11 +49,4 @@ start() {
   echo "url=http://127.0.0.1:$port/v1 model=tiny pid=$(cat "$run/pid") log=$run/server.log"
 }
 
-stop() { local p; for p in "$W"/run-*/pid; do [ -f "$p" ] && stop_pid "$p"; done; return 0; }
-
-case "${1:-}" in
-  install) install ;;
-  start) shift; start "$@" ;;
-  stop) stop ;;
-  *) echo "usage: $0 install | start [PORT] | stop" >&2; exit 2 ;;
-esac
+dispatch "$@"
