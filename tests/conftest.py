@@ -25,3 +25,11 @@ def sim():
     yield start
     for s in servers:
         s.stop()
+
+
+@pytest.fixture(scope="session")
+def small_workload(tmp_path_factory):
+    """The real-server tier's seeded synthetic set, small enough for tiny CPU models."""
+    from real_servers import synth_workload
+
+    return synth_workload(tmp_path_factory.mktemp("wl") / "small.jsonl")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,6 +85,39 @@ def start(script: str, **env: str) -> Server:
     line = proc.stdout.strip().splitlines()[-1]
     fields = dict(item.split("=", 1) for item in line.split())
     return Server(script, fields["url"], fields["model"], int(fields["pid"]), fields.get("log", ""))
+
+
+@contextmanager
+def serving(script: str, **env: str):
+    """``start`` for the length of a ``with`` block (a module fixture's body)."""
+    server = start(script, **env)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def uniform_workload(path: Path, conversations: int = 12, turns: int = 6, user_words: int = 60,
+                     output_tokens: int = 40, seed: int = 5) -> Path:
+    """Conversations of short, equal turns: prefill takes milliseconds (and the small KV caches of
+    tiny CPU models are not filled), so with a fixed output length every request holds a batch slot
+    for the same time and the server's batch limit alone decides when a request waits."""
+    rng = random.Random(seed)
+    words = "alpha beta gamma delta build test patch file error line module import value".split()
+
+    def text(n: int) -> str:
+        return " ".join(rng.choice(words) for _ in range(n))
+
+    with path.open("w") as f:
+        for c in range(conversations):
+            turns_ = [{"messages": ([] if t == 0 else [{"role": "assistant", "content": text(30)}])
+                       + [{"role": "user", "content": text(user_words)}], "output_tokens": output_tokens,
+                       "tool_delay_s": 0.1}
+                      for t in range(turns)]
+            f.write(json.dumps({"schema": "agentperf.trajectory.v1", "id": f"uniform-{c}",
+                                "system": "You are a careful coding agent. " + text(80), "turns": turns_,
+                                "metadata": {}}) + "\n")
+    return path
 
 
 def synth_workload(path: Path, **options) -> Path:

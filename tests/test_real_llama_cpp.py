@@ -15,14 +15,8 @@ pytestmark = pytest.mark.real_server
 
 @pytest.fixture(scope="module")
 def llama():
-    server = rs.start("llama_cpp")
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def workload(tmp_path_factory):
-    return rs.synth_workload(tmp_path_factory.mktemp("wl") / "small.jsonl")
+    with rs.serving("llama_cpp") as server:
+        yield server
 
 
 def test_preflight_picks_the_llama_cpp_dialect(llama):
@@ -38,8 +32,8 @@ def test_preflight_picks_the_llama_cpp_dialect(llama):
     assert pre.done_marker is True and pre.cached_tokens_reported is True
 
 
-def test_fixed_phase_without_tool_delay_reconnects_and_never_fails(llama, workload, tmp_path):
-    run = rs.run_cli(llama, tmp_path / "fixed", "--trajectories", str(workload), "--concurrency", "4",
+def test_fixed_phase_without_tool_delay_reconnects_and_never_fails(llama, small_workload, tmp_path):
+    run = rs.run_cli(llama, tmp_path / "fixed", "--trajectories", str(small_workload), "--concurrency", "4",
                      "--duration", "20s", "--tool-delay", "none", "--output-length", "exact")
     s = run.summary
     records = ap.read_records(run.out)
@@ -57,8 +51,8 @@ def test_fixed_phase_without_tool_delay_reconnects_and_never_fails(llama, worklo
     assert s["phase"]["server_metrics"]["family"] == "llama.cpp"
 
 
-def test_quick_search_counts_no_failures(llama, workload, tmp_path):
-    run = rs.run_cli(llama, tmp_path / "search", "--trajectories", str(workload), "--tier", "200:1", "--tier", "50:2",
+def test_quick_search_counts_no_failures(llama, small_workload, tmp_path):
+    run = rs.run_cli(llama, tmp_path / "search", "--trajectories", str(small_workload), "--tier", "200:1", "--tier", "50:2",
                      "--max-concurrency", "8", "--warmup", "3s", "--window", "10s", "--tool-delay", "none")
     s = run.summary
     assert s["complete"] and s["validity"]["valid"], s["validity"]

@@ -14,29 +14,15 @@ pytestmark = pytest.mark.real_server
 
 @pytest.fixture(scope="module")
 def hf():
-    server = rs.start("hf_serve")
-    yield server
-    server.stop()
+    with rs.serving("hf_serve") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def workload(tmp_path_factory):
     """Four short conversations (a few hundred tokens each turn): the tiny CPU model's KV cache is small."""
-    import json
-
-    path = tmp_path_factory.mktemp("wl") / "short.jsonl"
-    words = "the parser reads each header line and folds continuation lines into the value".split()
-    with path.open("w") as f:
-        for c in range(4):
-            turns = []
-            for k in range(4):
-                text = " ".join(words[(c + k + i) % len(words)] for i in range(60))
-                msgs = [{"role": "user", "content": f"step {k}: {text}"}]
-                if k:
-                    msgs.insert(0, {"role": "assistant", "content": f"done with step {k - 1}"})
-                turns.append({"messages": msgs, "output_tokens": 8 + 6 * k, "tool_delay_s": 0.2})
-            f.write(json.dumps({"id": f"hf-{c}", "system": "You are a test.", "turns": turns}) + "\n")
-    return path
+    return rs.uniform_workload(tmp_path_factory.mktemp("wl") / "short.jsonl", conversations=4, turns=4,
+                               output_tokens=20)
 
 
 def test_preflight_describes_the_transformers_dialect(hf):
