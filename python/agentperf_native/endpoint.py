@@ -8,10 +8,37 @@ no second HTTP stack in Python.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from . import _core
+
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@]*@")
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` with the credentials of every URL in it (``https://user:pass@host`` ->
+    ``https://***@host``) and every one of ``secrets`` (the API key, should a server echo it)
+    replaced: what the tool writes (manifest, notes, messages) never holds them."""
+    text = _USERINFO.sub(r"\1***@", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def redact_all(obj: Any, secrets: tuple[str, ...] = ()) -> Any:
+    """:func:`redact` applied to every string inside ``obj`` (dicts, lists, tuples)."""
+    if isinstance(obj, str):
+        return redact(obj, secrets)
+    if isinstance(obj, dict):
+        return {k: redact_all(v, secrets) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [redact_all(v, secrets) for v in obj]
+    return obj
 
 
 @dataclass(frozen=True)
@@ -23,10 +50,12 @@ class Endpoint:
 
     @classmethod
     def parse(cls, url: str) -> "Endpoint":
-        """Parses an OpenAI SDK style ``base_url``. A URL without a path gets ``/v1``."""
+        """Parses an OpenAI SDK style ``base_url``. A URL without a path gets ``/v1``. Credentials
+        in it (``user:pass@``) are not used and never shown: pass an API key with --api-key-env."""
         if "://" not in url:
             url = "http://" + url
         parts = urlsplit(url)
+        url = redact(url)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"unsupported URL scheme in {url!r}: use http:// or https://")
         if not parts.hostname:

@@ -12,6 +12,7 @@ import click
 from ..trajectories import (FORMATS, ImportOptions, SynthConfig, TrajectoryError, TokenizerError, compute_stats,
                            convert_files, format_stats, generate, load, write_jsonl)
 from ..trajectories.stats import compare_to_target
+from .exit_codes import CouldNotRun
 
 _ERRORS = (TrajectoryError, TokenizerError, OSError)
 
@@ -45,7 +46,7 @@ def convert(sources: tuple[Path, ...], output: Path, fmt: str | None, tokenizer:
     try:
         results = convert_files(sources, output, fmt, options)
     except _ERRORS as e:
-        raise click.ClickException(str(e)) from None
+        raise CouldNotRun(str(e)) from None
     n_conv = n_turns = 0
     for path, name, result in results:
         turns = sum(len(c.turns) for c in result.conversations)
@@ -83,7 +84,7 @@ def synth(output: Path, **kw: object) -> None:
         conversations = generate(cfg)
         write_jsonl(conversations, output)
     except (ValueError, *_ERRORS) as e:
-        raise click.ClickException(str(e)) from None
+        raise CouldNotRun(str(e)) from None
     click.echo(f"wrote {output}: {len(conversations)} trajectories, {sum(len(c.turns) for c in conversations)} turns")
     click.echo(format_stats(compute_stats(conversations, cfg.tokenizer)))
 
@@ -108,7 +109,7 @@ def inspect_(paths: tuple[Path, ...], fmt: str | None, tokenizer: str, plot_dir:
             raise TrajectoryError(f"{', '.join(map(str, paths))}: no trajectories to inspect")
         stats = compute_stats(conversations, tokenizer)
     except _ERRORS as e:
-        raise click.ClickException(str(e)) from None
+        raise CouldNotRun(str(e)) from None
     rows = compare_to_target(stats, SynthConfig()) if targets else []
     if as_json:
         out = stats.to_dict()
@@ -126,7 +127,7 @@ def inspect_(paths: tuple[Path, ...], fmt: str | None, tokenizer: str, plot_dir:
         try:
             written = write_histograms(conversations, plot_dir, tokenizer, title=", ".join(p.name for p in paths))
         except RuntimeError as e:
-            raise click.ClickException(str(e)) from None
+            raise CouldNotRun(str(e)) from None
         click.echo(f"wrote {len(written)} histograms into {plot_dir}", err=as_json)
 
 
