@@ -31,6 +31,7 @@ from .results.records import dtype_description
 from .search import search
 from .tiers import Tier, resolve_tiers
 from .sim.server import embedded_server
+from .trajectories import FORMATS, SourceError, format_hint
 from .workload import RequestPolicy, bundled_path, encode, load_conversations
 
 
@@ -143,7 +144,12 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None],
         raise RunError(f"--out {out}: a file of that name exists; pass a folder for the results")
     _check_power_spec(cfg)
     path = Path(cfg.trajectories) if cfg.trajectories else bundled_path()
-    conversations = load_conversations(path)
+    try:
+        conversations = load_conversations(path)
+    except SourceError as e:
+        raise RunError(format_hint(e, f"if it is of another format, name it: agentperf-native trajectories convert "
+                                      f"{path} --format FORMAT -o converted.jsonl (FORMAT: one of {', '.join(FORMATS)}), then "
+                                      "--trajectories converted.jsonl"))
 
     with ExitStack() as stack:
         server_info: dict = {}
