@@ -72,7 +72,8 @@ def test_model_given_runs_against_a_gateway_whose_models_listing_is_an_html_404(
         # Without --model there is nothing to run: one line that says what to pass.
         bare = run_cli("--url", gw.url, "--concurrency", "1", "--duration", "1s", "--out", str(tmp_path / "b"))
         assert bare.returncode != 0
-        assert "answered HTTP 404 (an HTML page); pass --model" in bare.stderr
+        assert "answered HTTP 404 (an HTML page); check that --url is the API's base URL" in bare.stderr
+        assert "or pass --model when the server lists no models" in bare.stderr
     finally:
         gw.stop()
 

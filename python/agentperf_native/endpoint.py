@@ -109,6 +109,8 @@ class Response:
 
     def excerpt(self, limit: int = 200) -> str:
         text = self.body[:limit].decode("utf-8", "replace").strip()
+        if not text:
+            return "an empty body"
         if text.lstrip().startswith("<"):
             return "an HTML page"
         return " ".join(text.split())
@@ -133,6 +135,13 @@ def fetch(endpoint: Endpoint, transport: Transport, method: str, api: str, body:
                     protocol=str(raw["protocol"]), error_kind=str(raw["error_kind"]), error=str(raw["error"]))
 
 
+def base_url_hint(endpoint: Endpoint) -> str:
+    """What to check when the server answers, but not as an OpenAI-compatible API at this path."""
+    host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+    return (f"check that --url is the API's base URL (OpenAI-compatible servers serve it under /v1, e.g. "
+            f"{endpoint.scheme}://{host}:{endpoint.port}/v1)")
+
+
 def _hint(resp: Response, transport: Transport, endpoint: Endpoint) -> str:
     err = resp.error.lower()
     if "certificate" in err or "verify" in err:
@@ -155,7 +164,7 @@ def list_models(endpoint: Endpoint, transport: Transport) -> tuple[list[str], di
         if resp.error_kind not in ("reset", "truncated", "timeout", "protocol", "write"):
             break  # an answer, or a fault that a retry will not cure (refused, certificate)
     if resp.error_kind:
-        raise ConnectionError(f"cannot reach {endpoint.base_url}/models: {resp.error}. "
+        raise ConnectionError(f"cannot reach {endpoint.base_url}/models: {resp.error} ({resp.error_kind}); "
                               f"{_hint(resp, transport, endpoint)}")
     if resp.status in (401, 403):
         raise ConnectionError(f"GET {endpoint.base_url}/models answered HTTP {resp.status}: the server wants "
@@ -166,5 +175,5 @@ def list_models(endpoint: Endpoint, transport: Transport) -> tuple[list[str], di
         data = json.loads(resp.body.decode("utf-8"))
         listed = [m for m in data.get("data", []) if isinstance(m, dict)]
     except (ValueError, AttributeError):
-        return [], {}, f"GET {endpoint.base_url}/models did not answer JSON ({resp.excerpt()})"
+        return [], {}, f"GET {endpoint.base_url}/models did not answer a JSON model listing (it answered {resp.excerpt()})"
     return [str(m.get("id", "")) for m in listed], data, None

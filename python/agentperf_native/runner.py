@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 from . import dialects, limits, preflight
 from .failures import FirstFailures
 from .failures import describe as describe_failures
-from .endpoint import Endpoint, Transport, list_models, redact, redact_all
+from .endpoint import Endpoint, Transport, base_url_hint, list_models, redact, redact_all
 from .engine import Engine, now_ns
 from .orchestrate import Interrupted, Orchestrator, run_loop
 from .probe import PhaseRules, ProbeRunner, ProbeState
@@ -176,7 +176,8 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None],
                 raise RunError(str(e)) from None
             if cfg.model is None:
                 if not models:
-                    raise RunError(f"{note or f'{endpoint.base_url}/models lists no model'}; pass --model")
+                    raise RunError(f"{note or f'{endpoint.base_url}/models lists no model'}; "
+                                   f"{base_url_hint(endpoint)}, or pass --model when the server lists no models")
                 model = models[0]
             else:
                 model = cfg.model
