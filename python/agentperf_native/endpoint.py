@@ -164,7 +164,7 @@ def list_models(endpoint: Endpoint, transport: Transport) -> tuple[list[str], di
         if resp.error_kind not in ("reset", "truncated", "timeout", "protocol", "write"):
             break  # an answer, or a fault that a retry will not cure (refused, certificate)
     if resp.error_kind:
-        raise ConnectionError(f"cannot reach {endpoint.base_url}/models: {resp.error} ({resp.error_kind}); "
+        raise ConnectionError(f"cannot reach {endpoint.base_url}/models: {resp.error}; "
                               f"{_hint(resp, transport, endpoint)}")
     if resp.status in (401, 403):
         raise ConnectionError(f"GET {endpoint.base_url}/models answered HTTP {resp.status}: the server wants "

@@ -56,11 +56,12 @@ def format_hint(error: Exception, how: str) -> str:
 
 def json_problem(e: json.JSONDecodeError, text: str) -> str:
     """What is wrong with a JSON text, in words: cut short (a truncated file), or where it breaks."""
-    if e.pos >= len(text.rstrip()):
+    if e.pos >= len(text.rstrip()) or (e.msg.startswith("Unterminated string") and "\n" not in text.rstrip()):
         return "not valid JSON: it ends before the JSON does (a truncated or unfinished file?)"
+    at = "" if e.msg.endswith(" at") else " at"
     if "\n" in text.rstrip():
-        return f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"
-    return f"not valid JSON ({e.msg} at column {e.colno})"
+        return f"not valid JSON ({e.msg}{at} line {e.lineno}, column {e.colno})"
+    return f"not valid JSON ({e.msg}{at} column {e.colno})"
 
 
 def read_json(path: Path) -> Any:
