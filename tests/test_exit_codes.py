@@ -3,6 +3,7 @@ a run that could not start leaves no results directory (and keeps a previous run
 
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -124,3 +125,41 @@ def test_a_run_that_could_not_start_keeps_the_previous_results(tmp_path):
     assert proc.returncode == exit_codes.COULD_NOT_RUN, proc.stderr
     assert json.loads((out / "summary.json").read_text()) == {"previous": True}
     assert sorted(p.name for p in out.iterdir()) == ["summary.json"]
+
+
+def test_an_interrupt_before_the_run_starts_exits_130_without_a_traceback_or_a_directory(tmp_path):
+    """SIGINT while the tool waits for the server's model listing (before the run's own handling)."""
+    import http.server
+    import threading
+
+    asked = threading.Event()
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.set()
+            time.sleep(1.5)
+            body = b'{"data": [{"id": "m"}]}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out = tmp_path / "res"
+    try:
+        proc = subprocess.Popen(CLI + ["run", "--url", f"http://127.0.0.1:{server.server_address[1]}/v1",
+                                       "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert asked.wait(60)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert proc.returncode == exit_codes.INTERRUPTED, err
+    assert "Traceback" not in err and "Aborted" not in err, err
+    assert "interrupted: stopped at once" in err
+    assert not out.exists()

@@ -151,14 +151,19 @@ def run(**options) -> None:
     check_values(cfg)
     display = LiveLine(cfg.duration_s if cfg.concurrency is not None else None)
     try:
-        path, summary = execute(cfg, sys.argv, display=display)
-    except (RunError, WorkloadError, ValueError) as e:
-        raise CouldNotRun(str(e)) from None
-    if summary["mode"] == "phase":
-        _print_phase(summary)
-    from ..report import report
+        try:
+            path, summary = execute(cfg, sys.argv, display=display)
+        except (RunError, WorkloadError, ValueError) as e:
+            raise CouldNotRun(str(e)) from None
+        if summary["mode"] == "phase":
+            _print_phase(summary)
+        from ..report import report
 
-    table, _files = report(path)
+        table, _files = report(path)
+    except KeyboardInterrupt:  # SIGINT outside the run's own handling (pre-flight, report)
+        click.echo(f"\ninterrupted: stopped at once; the records written so far, if any, are in {cfg.out}",
+                   err=True)
+        sys.exit(exit_codes.INTERRUPTED)
     click.echo(table)
     click.echo(f"results: {path}/summary.json, report: {path}/report.html")
     sys.exit(exit_code(summary))
