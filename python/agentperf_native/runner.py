@@ -96,13 +96,13 @@ def _api_key(cfg: RunConfig) -> str | None:
     is in no shell history, process list or manifest."""
     if cfg.api_key_file:
         try:
-            key = Path(cfg.api_key_file).read_text(encoding="utf-8").strip().splitlines()[0:1]
+            lines = Path(cfg.api_key_file).read_text(encoding="utf-8").strip().splitlines()
         except (OSError, UnicodeDecodeError) as e:
             raise RunError(f"--api-key-file {cfg.api_key_file}: cannot read it "
                            f"({getattr(e, 'strerror', None) or e}); pass a readable text file") from None
-        if not key or not key[0].strip():
+        if not lines:
             raise RunError(f"--api-key-file {cfg.api_key_file} is empty; write the key on its first line")
-        return key[0].strip()
+        return lines[0].strip()
     if not cfg.api_key_env:
         return None
     key = os.environ.get(cfg.api_key_env)
@@ -131,7 +131,11 @@ class RunContext:
 
     def save(self, name: str, obj: object) -> None:
         """Writes a JSON file of the results directory, credentials redacted."""
-        write_json(self.out / name, redact_all(obj, self.secrets))
+        _save(self.out, name, obj, self.secrets)
+
+
+def _save(out: Path, name: str, obj: object, secrets: tuple[str, ...]) -> None:
+    write_json(out / name, redact_all(obj, secrets))
 
 
 @contextmanager
@@ -265,13 +269,13 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None],
         origin = now_ns()
         manifest["time_origin_ns"] = origin
         manifest["engine_workers"] = engine.workers
+        secrets = (api_key,) if api_key else ()
         _open_results_dir(out)  # only now: a run that could not start leaves no directory behind
-        ctx = RunContext(out, endpoint, model, conversations, workload, engine, manifest, None,  # type: ignore
-                         origin, sim_metrics_url, transport=transport, secrets=(api_key,) if api_key else ())
-        ctx.save("manifest.json", manifest)
-        ctx.records = RecordFile(out / "requests.bin")
-        stack.callback(ctx.records.close)
-        yield ctx
+        _save(out, "manifest.json", manifest, secrets)
+        records = RecordFile(out / "requests.bin")
+        stack.callback(records.close)
+        yield RunContext(out, endpoint, model, conversations, workload, engine, manifest, records, origin,
+                         sim_metrics_url, transport=transport, secrets=secrets)
 
 
 def _check_power_spec(cfg: RunConfig) -> None:
@@ -280,7 +284,7 @@ def _check_power_spec(cfg: RunConfig) -> None:
     try:
         parse_power_spec(list(cfg.power))
     except ValueError as e:
-        raise RunError(f"--power: {e}") from None
+        raise RunError(str(e)) from None  # the message names --power
 
 
 def _open_results_dir(out: Path) -> None:
