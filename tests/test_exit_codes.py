@@ -67,7 +67,7 @@ def test_a_failing_streak_is_due_only_when_every_request_of_its_span_failed_and_
 
 def _run_until_records_then_stop_the_server(tmp_path, out, *args):
     server = ap.SimServer(ttft_s=0.01, itl_s=0.002).start()
-    proc = subprocess.Popen(CLI + ["run", "--url", server.url, "--concurrency", "4", "--tool-delay", "fixed:0.05",
+    proc = subprocess.Popen(CLI + ["run", "--url", server.url, "--tool-delay", "fixed:0.05",
                                    "--trajectories", _conv(tmp_path), "--out", str(out), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -87,8 +87,8 @@ def _run_until_records_then_stop_the_server(tmp_path, out, *args):
 
 def test_a_run_whose_server_goes_away_stops_early_keeps_every_record_and_exits_invalid(tmp_path):
     out = tmp_path / "res"
-    code, err, after_s = _run_until_records_then_stop_the_server(tmp_path, out, "--duration", "120s",
-                                                                 "--stop-after-failing", "2s")
+    code, err, after_s = _run_until_records_then_stop_the_server(tmp_path, out, "--concurrency", "4", "--duration",
+                                                                 "120s", "--stop-after-failing", "2s")
     assert after_s < 60  # not the 120 s asked for
     assert code == exit_codes.INVALID, err
     assert "Traceback" not in err
@@ -105,9 +105,21 @@ def test_a_run_whose_server_goes_away_stops_early_keeps_every_record_and_exits_i
     assert 0 in kinds and CONNECT in kinds  # the requests before and the failures after are all kept
 
 
+def test_a_search_whose_server_goes_away_stops_early_with_the_reason_on_every_tier(tmp_path):
+    out = tmp_path / "res"
+    code, err, after_s = _run_until_records_then_stop_the_server(
+        tmp_path, out, "--start-concurrency", "2", "--warmup", "0s", "--window", "120s", "--tier", "1:30",
+        "--tier", "2:60", "--power", "none", "--stop-after-failing", "2s")
+    assert after_s < 60 and code == exit_codes.INVALID, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["mode"] == "search" and summary["stop_reason"] == summary["stopped_early"]
+    assert [t["stop_reason"] for t in summary["tiers"]] == [FailingStreak.REASON] * 2
+    assert len(read_records(out)) == summary["records_written"] > 0
+
+
 def test_stop_after_failing_0_runs_a_failing_phase_to_its_end_and_exits_invalid(tmp_path):
     out = tmp_path / "res"
-    code, err, _ = _run_until_records_then_stop_the_server(tmp_path, out, "--duration", "6s",
+    code, err, _ = _run_until_records_then_stop_the_server(tmp_path, out, "--concurrency", "4", "--duration", "6s",
                                                            "--stop-after-failing", "0")
     assert code == exit_codes.INVALID, err
     assert "the result is not valid (exit code 3): error rate" in err
