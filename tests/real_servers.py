@@ -157,8 +157,8 @@ class Run:
 def run_cli(server: Server, out: Path, *args: str, timeout: float = 1500, check: bool = True) -> Run:
     proc = subprocess.run(CLI + ["run", "--url", server.url, "--model", server.model, "--out", str(out), *args],
                           capture_output=True, text=True, timeout=timeout)
-    if check:
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    if check:  # completed: 0, or 3 when the result is not valid (the tests judge validity themselves)
+        assert proc.returncode in (0, 3), proc.stderr[-3000:]
     return Run(proc, out)
 
 

@@ -58,7 +58,9 @@ def test_run_reports_failures_and_goes_on(tmp_path):
                                      "--out", str(out)], capture_output=True, text=True, timeout=120)
     finally:
         server.stop()
-    assert proc.returncode == 0, proc.stderr
+    # completed, with every record, but 30 % failed: not a valid result, and the exit code says so
+    assert proc.returncode == 3, proc.stderr
+    assert "the result is not valid (exit code 3): error rate up to" in proc.stderr
     phase = json.loads((out / "summary.json").read_text())["phase"]
     assert phase["requests_failed"] > 0
     assert phase["requests_failed"] < phase["requests"]
@@ -69,8 +71,10 @@ def test_run_reports_failures_and_goes_on(tmp_path):
 def test_run_with_an_unreachable_url_fails_fast_with_a_message(tmp_path):
     proc = subprocess.run(CLI + ["run", "--url", "http://127.0.0.1:1/v1", "--duration", "1s", "--out",
                                  str(tmp_path / "x")], capture_output=True, text=True, timeout=60)
-    assert proc.returncode != 0
-    assert "cannot reach http://127.0.0.1:1/v1/models" in proc.stderr
+    assert proc.returncode == 4  # could not run
+    assert "cannot reach http://127.0.0.1:1/v1/models" in proc.stderr and "is the server running" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "x").exists()  # no empty results directory left behind
 
 
 def test_run_with_a_bad_trajectory_file_names_the_line(tmp_path):
@@ -78,8 +82,9 @@ def test_run_with_a_bad_trajectory_file_names_the_line(tmp_path):
     bad.write_text('{"turns": [{"messages": "nope"}]}\n')
     proc = subprocess.run(CLI + ["run", "--trajectories", str(bad), "--duration", "1s", "--out",
                                  str(tmp_path / "x")], capture_output=True, text=True, timeout=60)
-    assert proc.returncode != 0
+    assert proc.returncode == 4
     assert f"{bad}:1, turns[0]: field 'messages'" in proc.stderr
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

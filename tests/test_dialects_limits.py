@@ -5,6 +5,7 @@ import pytest
 
 import agentperf_native as ap
 from agentperf_native import limits
+from conftest import assert_ran
 
 
 def conv(name, sizes):
@@ -94,7 +95,8 @@ def test_the_first_failure_of_each_kind_is_shown_with_the_servers_answer(tmp_pat
                                "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
     finally:
         srv.shutdown()
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 3, proc.stderr  # completed; the refused requests make the result not valid
+    assert_ran(proc, tmp_path / "out", invalid_for=("error rate", "were refused for their length"))
     notes = json.loads((tmp_path / "out" / "summary.json").read_text())["notes"]
     said = [n for n in notes if "failed as http_status 400" in n]
     assert len(said) == 1 and "maximum context length is 8 tokens" in said[0] and "turn 1" in said[0]

@@ -12,6 +12,7 @@ import pytest
 import agentperf_native as ap
 from agentperf_native.measure import WindowMeter
 from agentperf_native.results import read_records
+from conftest import assert_ran
 
 CLI = [sys.executable, "-m", "agentperf_native.cli"]
 
@@ -20,7 +21,8 @@ def _run(args, tmp_path, name):
     out = tmp_path / name
     proc = subprocess.run(CLI + ["run", "--out", str(out), "--tool-delay", "fixed:0.05", *args],
                           capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 3  # 10 % injected failures: completed, not a valid result
+    assert_ran(proc, out, invalid_for=("error rate",))
     probes = json.loads((out / "phases.json").read_text())["probes"]
     manifest = json.loads((out / "manifest.json").read_text())
     return out, probes, manifest

@@ -12,6 +12,7 @@ import pytest
 import agentperf_native as ap
 from agentperf_native.results import read_records
 from agentperf_native.sim.presets import BatchingParams
+from conftest import assert_ran
 from peers.servers import Nginx, ResetFirst
 
 CLI = [sys.executable, "-m", "agentperf_native.cli"]
@@ -44,8 +45,7 @@ def test_protocol_h2_works_through_an_h2c_only_nginx_front(sim, tmp_path):
         out = tmp_path / "res"
         proc = run_cli("--url", front.url, "--protocol", "h2", "--concurrency", "4", "--duration", "2s",
                        "--tool-delay", "fixed:0.05", "--trajectories", _short(tmp_path), "--out", str(out))
-        assert proc.returncode == 0, proc.stderr + front.error_log()
-        phase = json.loads((out / "summary.json").read_text())["phase"]
+        phase = assert_ran(proc, out)["phase"]
         assert phase["requests"] > 0 and phase["requests_failed"] == 0
         seen = front.protocols()
         assert seen and set(seen) == {"HTTP/2.0"}  # listing, pre-flight and load: all HTTP/2
@@ -65,14 +65,15 @@ def test_model_given_runs_against_a_gateway_whose_models_listing_is_an_html_404(
         out = tmp_path / "res"
         proc = run_cli("--url", gw.url, "--model", sim.model, "--concurrency", "2", "--duration", "1s",
                        "--tool-delay", "none", "--trajectories", _short(tmp_path), "--out", str(out))
-        assert proc.returncode == 0, proc.stderr
+        assert_ran(proc, out)
         manifest = json.loads((out / "manifest.json").read_text())
         assert any("answered HTTP 404 (an HTML page)" in n for n in manifest["notes"]), manifest["notes"]
         assert json.loads((out / "summary.json").read_text())["phase"]["requests_ok"] > 0
         # Without --model there is nothing to run: one line that says what to pass.
         bare = run_cli("--url", gw.url, "--concurrency", "1", "--duration", "1s", "--out", str(tmp_path / "b"))
         assert bare.returncode != 0
-        assert "answered HTTP 404 (an HTML page); pass --model" in bare.stderr
+        assert "answered HTTP 404 (an HTML page); check that --url is the API's base URL" in bare.stderr
+        assert "or pass --model when the server lists no models" in bare.stderr
     finally:
         gw.stop()
 
@@ -83,7 +84,7 @@ def test_a_run_against_a_server_that_resets_the_first_request_completes(sim, tmp
         out = tmp_path / "res"
         proc = run_cli("--url", front.url, "--concurrency", "2", "--duration", "1s", "--tool-delay", "none",
                        "--trajectories", _short(tmp_path), "--out", str(out))
-        assert proc.returncode == 0, proc.stderr
+        assert_ran(proc, out)
         assert front.resets == 1 and front.connections > 1
         assert json.loads((out / "summary.json").read_text())["phase"]["requests_ok"] > 0
     finally:
@@ -111,11 +112,12 @@ def test_a_repeated_run_with_the_same_seed_never_meets_its_own_cache(tmp_path):
                 "--start-turn", "first", "--seed", "5", "--trajectories", conv]
         first = run_cli(*args, "--out", str(tmp_path / "a"))
         second = run_cli(*args, "--out", str(tmp_path / "b"))
-        assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+        assert_ran(first, tmp_path / "a")
+        assert_ran(second, tmp_path / "b")
         nonce = json.loads((tmp_path / "a" / "manifest.json").read_text())["run_nonce"]
         assert nonce != json.loads((tmp_path / "b" / "manifest.json").read_text())["run_nonce"]
         # The same nonce replays the first run's prefixes: that run does hit the cache (the check bites).
         replay = run_cli(*args, "--run-nonce", nonce, "--out", str(tmp_path / "c"))
-        assert replay.returncode == 0, replay.stderr
+        assert_ran(replay, tmp_path / "c")
     assert _first_turn_cached(tmp_path / "b") == [0, 0, 0]
     assert all(c > 0 for c in _first_turn_cached(tmp_path / "c"))

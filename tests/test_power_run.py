@@ -10,6 +10,7 @@ import pytest
 
 import agentperf_native as ap
 from agentperf_native.sim.closed_form import WorkloadShape, predict
+from conftest import assert_ran
 from test_sim_capacity import CONTENT, OUTPUT_TOKENS, PARAMS, prompt_tokens
 
 CLI = [sys.executable, "-m", "agentperf_native.cli"]
@@ -28,7 +29,7 @@ def _search_at(concurrency: int, tool_delay: str, tmp_path, window: str = "4s"):
                                      "--tier", "1:1000", "--warmup", "2s", "--window", window, "--ramp", "1s",
                                      "--power", f"sim:{metrics}", "--idle-power", "2s", "--out", str(out)],
                               capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    assert_ran(proc, out)
     assert "Traceback" not in proc.stderr
     # The report draws power over time with the probe's window shaded, from power.csv.
     assert (out / "power.csv").read_text().startswith("t_ns,device,power_w,energy_j")

@@ -138,7 +138,7 @@ def test_a_workload_beyond_the_context_limit_is_said_before_measuring_and_runs_o
     # refuse: nothing is measured, and the message says what to do
     refused = rs.run_cli(vllm, tmp_path / "refused", "--trajectories", str(long), "--concurrency", "2",
                          "--duration", "10s", "--context-overflow", "refuse", check=False)
-    assert refused.proc.returncode != 0 and said in refused.proc.stderr and "--context-overflow skip" in refused.proc.stderr
+    assert refused.proc.returncode == 4 and said in refused.proc.stderr and "--context-overflow skip" in refused.proc.stderr
 
 
 def test_without_prompt_tokens_details_the_tool_says_which_flag_reports_cached_tokens(small_workload, tmp_path):

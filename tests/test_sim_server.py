@@ -14,6 +14,7 @@ import pytest
 
 import agentperf_native as ap
 from agentperf_native.sim.presets import BatchingParams
+from conftest import assert_ran
 
 CLI = [sys.executable, "-m", "agentperf_native.cli"]
 FAST = BatchingParams(max_batch=8, prefill_tokens_per_s=1e6, step_base_s=0.002, step_per_seq_s=0.0001,
@@ -234,7 +235,7 @@ def test_run_without_url_starts_the_default_preset(tmp_path):
     out = tmp_path / "res"
     proc = subprocess.run(CLI + ["run", "--trajectories", str(trajectories), "--concurrency", "4", "--duration", "2s",
                                  "--out", str(out)], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
+    assert_ran(proc, out)
     assert "built-in simulated server (demo preset)" in proc.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["server"]["model_kind"] == "batching" and manifest["server"]["preset"] == "demo"

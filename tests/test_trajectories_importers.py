@@ -33,8 +33,12 @@ def test_formats_are_detected(name, fmt):
 def test_undetectable_files_say_to_pass_format(tmp_path):
     p = tmp_path / "x.json"
     p.write_text('{"hello": 1}')
-    with pytest.raises(SourceError, match="pass --format"):
+    with pytest.raises(SourceError, match="cannot tell the format") as e:
         detect_format(p)
+    # each command says how to name the format (run has no --format): the CLI's own words follow
+    assert e.value.wrong_format
+    r = CliRunner().invoke(trajectories, ["inspect", str(p)])
+    assert r.exit_code == 4 and "cannot tell the format from its first JSON object; pass --format" in r.output
 
 
 def test_mini_swe_agent():

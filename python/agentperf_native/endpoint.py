@@ -8,10 +8,37 @@ no second HTTP stack in Python.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from . import _core
+
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@]*@")
+
+
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    """``text`` with the credentials of every URL in it (``https://user:pass@host`` ->
+    ``https://***@host``) and every one of ``secrets`` (the API key, should a server echo it)
+    replaced: what the tool writes (manifest, notes, messages) never holds them."""
+    text = _USERINFO.sub(r"\1***@", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def redact_all(obj: Any, secrets: tuple[str, ...] = ()) -> Any:
+    """:func:`redact` applied to every string inside ``obj`` (dicts, lists, tuples)."""
+    if isinstance(obj, str):
+        return redact(obj, secrets)
+    if isinstance(obj, dict):
+        return {k: redact_all(v, secrets) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [redact_all(v, secrets) for v in obj]
+    return obj
 
 
 @dataclass(frozen=True)
@@ -23,10 +50,12 @@ class Endpoint:
 
     @classmethod
     def parse(cls, url: str) -> "Endpoint":
-        """Parses an OpenAI SDK style ``base_url``. A URL without a path gets ``/v1``."""
+        """Parses an OpenAI SDK style ``base_url``. A URL without a path gets ``/v1``. Credentials
+        in it (``user:pass@``) are not used and never shown: pass an API key with --api-key-env."""
         if "://" not in url:
             url = "http://" + url
         parts = urlsplit(url)
+        url = redact(url)
         if parts.scheme not in ("http", "https"):
             raise ValueError(f"unsupported URL scheme in {url!r}: use http:// or https://")
         if not parts.hostname:
@@ -80,6 +109,8 @@ class Response:
 
     def excerpt(self, limit: int = 200) -> str:
         text = self.body[:limit].decode("utf-8", "replace").strip()
+        if not text:
+            return "an empty body"
         if text.lstrip().startswith("<"):
             return "an HTML page"
         return " ".join(text.split())
@@ -104,6 +135,13 @@ def fetch(endpoint: Endpoint, transport: Transport, method: str, api: str, body:
                     protocol=str(raw["protocol"]), error_kind=str(raw["error_kind"]), error=str(raw["error"]))
 
 
+def base_url_hint(endpoint: Endpoint) -> str:
+    """What to check when the server answers, but not as an OpenAI-compatible API at this path."""
+    host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+    return (f"check that --url is the API's base URL (OpenAI-compatible servers serve it under /v1, e.g. "
+            f"{endpoint.scheme}://{host}:{endpoint.port}/v1)")
+
+
 def _hint(resp: Response, transport: Transport, endpoint: Endpoint) -> str:
     err = resp.error.lower()
     if "certificate" in err or "verify" in err:
@@ -126,7 +164,7 @@ def list_models(endpoint: Endpoint, transport: Transport) -> tuple[list[str], di
         if resp.error_kind not in ("reset", "truncated", "timeout", "protocol", "write"):
             break  # an answer, or a fault that a retry will not cure (refused, certificate)
     if resp.error_kind:
-        raise ConnectionError(f"cannot reach {endpoint.base_url}/models: {resp.error}. "
+        raise ConnectionError(f"cannot reach {endpoint.base_url}/models: {resp.error}; "
                               f"{_hint(resp, transport, endpoint)}")
     if resp.status in (401, 403):
         raise ConnectionError(f"GET {endpoint.base_url}/models answered HTTP {resp.status}: the server wants "
@@ -137,5 +175,5 @@ def list_models(endpoint: Endpoint, transport: Transport) -> tuple[list[str], di
         data = json.loads(resp.body.decode("utf-8"))
         listed = [m for m in data.get("data", []) if isinstance(m, dict)]
     except (ValueError, AttributeError):
-        return [], {}, f"GET {endpoint.base_url}/models did not answer JSON ({resp.excerpt()})"
+        return [], {}, f"GET {endpoint.base_url}/models did not answer a JSON model listing (it answered {resp.excerpt()})"
     return [str(m.get("id", "")) for m in listed], data, None

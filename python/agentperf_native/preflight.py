@@ -20,7 +20,7 @@ from typing import Any
 
 from . import _core, dialects
 from .dialects import Dialect, ProbeResult
-from .endpoint import Endpoint, Response, Transport, _hint, fetch
+from .endpoint import Endpoint, Response, Transport, _hint, base_url_hint, fetch
 
 PROMPT = "Count from one to one hundred."
 UNKNOWN_FIELD = "agentperf_unknown_field_probe"
@@ -126,6 +126,10 @@ def check(endpoint: Endpoint, model: str, transport: Transport | None = None, *,
     _count(pre, base.completion)
     pre.streamed_events, pre.output_events, pre.ttft_s = base.events, base.outputs, None
     pre.completion_tokens = base.completion
+    if not base.events:
+        pre.problem = (f"{where} answered HTTP 200 but no event stream (it answered {resp.excerpt()}); "
+                       f"{base_url_hint(endpoint)}")
+        return pre
     if not base.outputs:
         pre.problem = f"{where}: the stream carried no output (content/reasoning) events"
         return pre
@@ -194,7 +198,10 @@ def _count(pre: Preflight, completion: int | None) -> None:
 
 def _problem(resp: Response, where: str, transport: Transport, endpoint: Endpoint) -> str | None:
     if resp.error_kind:
-        return f"{where} failed ({resp.error_kind}): {resp.error}. {_hint(resp, transport, endpoint)}"
+        return f"{where} failed ({resp.error_kind}): {resp.error}; {_hint(resp, transport, endpoint)}"
+    if resp.status in (404, 405):  # no such route, or no such model (vLLM answers 404 to an unknown model)
+        hint = "pass a model it serves to --model" if b"model" in resp.body.lower() else base_url_hint(endpoint)
+        return f"{where} answered HTTP {resp.status}: {resp.excerpt(300)}; {hint}"
     if resp.status != 200:
         return f"{where} answered HTTP {resp.status}: {resp.excerpt(300)}"
     return None

@@ -163,12 +163,12 @@ class ProbeRunner:
             if self.server_metrics is not None:
                 probe.server_metrics = await self.server_metrics.window_settled(meter.start_ns, window_end)
             return self._finish(probe, meter)
-        except Interrupted:
+        except Interrupted as e:
             if meter is not None:
                 if meter.end_ns is None:
                     meter.close(now_ns())
                 self.orch.drain()
-                probe.not_steady_reason = "interrupted"
+                probe.not_steady_reason = e.reason
                 self._finish(probe, meter)
             raise
         finally:

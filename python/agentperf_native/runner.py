@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 from . import dialects, limits, preflight
 from .failures import FirstFailures
 from .failures import describe as describe_failures
-from .endpoint import Endpoint, Transport, list_models
+from .endpoint import Endpoint, Transport, base_url_hint, list_models, redact, redact_all
 from .engine import Engine, now_ns
 from .orchestrate import Interrupted, Orchestrator, run_loop
 from .probe import PhaseRules, ProbeRunner, ProbeState
@@ -31,6 +31,7 @@ from .results.records import dtype_description
 from .search import search
 from .tiers import Tier, resolve_tiers
 from .sim.server import embedded_server
+from .trajectories import FORMATS, SourceError, format_hint
 from .workload import RequestPolicy, bundled_path, encode, load_conversations
 
 
@@ -44,7 +45,8 @@ class RunConfig:
     ramp_s: float = 0.0  # agents arrive evenly over this time (0: all at once)
     out: str = "results"
     workers: int | None = None
-    api_key_env: str | None = None
+    api_key_env: str | None = None  # the API key: from this environment variable, or
+    api_key_file: str | None = None  # from this file's first line (never from the command line)
     request_timeout_s: float = 600.0
     seed: int = 1
     run_nonce: int | None = None  # None: from the OS; mixed into cache-isolation prefixes (replays: set it)
@@ -82,6 +84,7 @@ class RunConfig:
     sim_preset: str | None = None  # None: server.DEFAULT_EMBEDDED_PRESET; "null" uses sim_ttft_s / sim_itl_s
     dialect: str = "auto"  # the server's dialect (dialects.DIALECTS), "auto": the pre-flight probes it
     context_overflow: str = "skip"  # conversations beyond the server's context limit: skip | truncate | refuse
+    stop_after_failing_s: float = 30.0  # stop early when every request of this long failed (0: never)
 
 
 class RunError(RuntimeError):
@@ -89,6 +92,17 @@ class RunError(RuntimeError):
 
 
 def _api_key(cfg: RunConfig) -> str | None:
+    """The API key from ``--api-key-env`` or ``--api-key-file``; never from the command line, so it
+    is in no shell history, process list or manifest."""
+    if cfg.api_key_file:
+        try:
+            lines = Path(cfg.api_key_file).read_text(encoding="utf-8").strip().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise RunError(f"--api-key-file {cfg.api_key_file}: cannot read it "
+                           f"({getattr(e, 'strerror', None) or e}); pass a readable text file") from None
+        if not lines:
+            raise RunError(f"--api-key-file {cfg.api_key_file} is empty; write the key on its first line")
+        return lines[0].strip()
     if not cfg.api_key_env:
         return None
     key = os.environ.get(cfg.api_key_env)
@@ -113,18 +127,33 @@ class RunContext:
     sim_metrics_url: str | None = None
     transport: Transport | None = None
     first_failures: FirstFailures = dataclasses.field(default_factory=FirstFailures)
+    secrets: tuple[str, ...] = ()  # the API key: redacted from every file written
+
+    def save(self, name: str, obj: object) -> None:
+        """Writes a JSON file of the results directory, credentials redacted."""
+        _save(self.out, name, obj, self.secrets)
+
+
+def _save(out: Path, name: str, obj: object, secrets: tuple[str, ...]) -> None:
+    write_json(out / name, redact_all(obj, secrets))
 
 
 @contextmanager
-def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None]) -> Iterator[RunContext]:
-    """Sets up a run: the endpoint (or the embedded simulator), pre-flight, workload, engine, manifest."""
+def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None],
+             api_key: str | None = None) -> Iterator[RunContext]:
+    """Sets up a run: the endpoint (or the embedded simulator), pre-flight, workload, engine, manifest.
+    The results directory is created last, so a run that cannot start leaves none behind."""
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in ("summary.json", "phases.json", "requests.bin"):
-        (out / stale).unlink(missing_ok=True)  # summary.json's presence must mean *this* run finished
-    api_key = _api_key(cfg)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out}: a file of that name exists; pass a folder for the results")
+    _check_power_spec(cfg)
     path = Path(cfg.trajectories) if cfg.trajectories else bundled_path()
-    conversations = load_conversations(path)
+    try:
+        conversations = load_conversations(path)
+    except SourceError as e:
+        raise RunError(format_hint(e, f"if it is of another format, name it: agentperf-native trajectories convert "
+                                      f"{path} --format FORMAT -o converted.jsonl (FORMAT: one of {', '.join(FORMATS)}), then "
+                                      "--trajectories converted.jsonl"))
 
     with ExitStack() as stack:
         server_info: dict = {}
@@ -140,6 +169,9 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None]) -> 
             log(f"no --url: started the built-in simulated server ({server_info['preset']} preset) at {sim.url}")
         else:
             endpoint = Endpoint.parse(cfg.url)
+            if redact(cfg.url) != cfg.url:
+                log("note: the credentials in --url are not sent (nor written anywhere); pass an API key with "
+                    "--api-key-env or --api-key-file")
         transport = Transport(protocol=cfg.protocol, api_key=api_key, ca_file=cfg.ca_file, insecure=cfg.insecure)
         if cfg.url is not None:
             try:
@@ -148,7 +180,8 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None]) -> 
                 raise RunError(str(e)) from None
             if cfg.model is None:
                 if not models:
-                    raise RunError(f"{note or f'{endpoint.base_url}/models lists no model'}; pass --model")
+                    raise RunError(f"{note or f'{endpoint.base_url}/models lists no model'}; "
+                                   f"{base_url_hint(endpoint)}, or pass --model when the server lists no models")
                 model = models[0]
             else:
                 model = cfg.model
@@ -236,12 +269,33 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None]) -> 
         origin = now_ns()
         manifest["time_origin_ns"] = origin
         manifest["engine_workers"] = engine.workers
-        write_json(out / "manifest.json", manifest)
-        (out / "requests.bin").unlink(missing_ok=True)
+        secrets = (api_key,) if api_key else ()
+        _open_results_dir(out)  # only now: a run that could not start leaves no directory behind
+        _save(out, "manifest.json", manifest, secrets)
         records = RecordFile(out / "requests.bin")
         stack.callback(records.close)
         yield RunContext(out, endpoint, model, conversations, workload, engine, manifest, records, origin,
-                         sim_metrics_url, transport=transport)
+                         sim_metrics_url, transport=transport, secrets=secrets)
+
+
+def _check_power_spec(cfg: RunConfig) -> None:
+    from .power import parse_power_spec
+
+    try:
+        parse_power_spec(list(cfg.power))
+    except ValueError as e:
+        raise RunError(str(e)) from None  # the message names --power
+
+
+def _open_results_dir(out: Path) -> None:
+    """Creates the results directory and removes a previous run's files: summary.json's presence
+    must mean *this* run finished."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in ("summary.json", "phases.json", "requests.bin"):
+            (out / stale).unlink(missing_ok=True)
+    except OSError as e:
+        raise RunError(f"cannot write the results directory {out}: {e.strerror}; pass another --out") from None
 
 
 def _context_plan(cfg: RunConfig, endpoint: Endpoint, transport: Transport, model: str, listed: list[dict],
@@ -296,18 +350,43 @@ class Display:
 def execute(cfg: RunConfig, command: list[str], display: Display | None = None) -> tuple[Path, dict]:
     """Runs ``cfg`` (a fixed phase when ``cfg.concurrency`` is set, else the capacity search) and
     writes the results directory. Returns its path and the summary (as written)."""
-    display = display or Display()
+    api_key = _api_key(cfg)
+    secrets = (api_key,) if api_key else ()
+    display = _Redacting(display or Display(), secrets)
     tiers: list[Tier] = [] if cfg.concurrency is not None else resolve_tiers(cfg.tiers, cfg.tier_preset)
     rules = rules_of(cfg)
-    with prepared(cfg, command, display.log) as ctx:
-        ctx.manifest["mode"] = "phase" if cfg.concurrency is not None else "search"
-        ctx.manifest["config"]["tiers"] = [dataclasses.asdict(t) for t in tiers]
-        ctx.manifest["rules"] = dataclasses.asdict(rules)
-        write_json(ctx.out / "manifest.json", ctx.manifest)
-        orch = Orchestrator(ctx.engine, sink=ctx.records)
-        orch.listeners.append(ctx.first_failures)
-        summary = run_loop(lambda: _run(cfg, ctx, orch, tiers, rules, display), on_signal=orch.interrupt)
-    return ctx.out, summary
+    try:
+        with prepared(cfg, command, display.log, api_key) as ctx:
+            ctx.manifest["mode"] = "phase" if cfg.concurrency is not None else "search"
+            ctx.manifest["config"]["tiers"] = [dataclasses.asdict(t) for t in tiers]
+            ctx.manifest["rules"] = dataclasses.asdict(rules)
+            ctx.save("manifest.json", ctx.manifest)
+            orch = Orchestrator(ctx.engine, sink=ctx.records, stop_after_failing_s=cfg.stop_after_failing_s)
+            orch.listeners.append(ctx.first_failures)
+            summary = run_loop(lambda: _run(cfg, ctx, orch, tiers, rules, display), on_signal=orch.interrupt)
+    except (RunError, ValueError) as e:  # a server's answer in the message may echo the URL or the key
+        e.args = (redact(str(e), secrets),)
+        raise
+    return ctx.out, redact_all(summary, secrets)
+
+
+class _Redacting(Display):
+    """A display whose log lines have credentials redacted."""
+
+    def __init__(self, inner: Display, secrets: tuple[str, ...]) -> None:
+        self.inner, self.secrets = inner, secrets
+
+    def start(self, runner: ProbeRunner, ctx: RunContext) -> None:
+        self.inner.start(runner, ctx)
+
+    def tick(self, state: ProbeState, snap, now_ns: int) -> None:
+        self.inner.tick(state, snap, now_ns)
+
+    def probe_done(self, probe: Probe) -> None:
+        self.inner.probe_done(probe)
+
+    def log(self, line: str) -> None:
+        self.inner.log(redact(line, self.secrets))
 
 
 async def _run(cfg: RunConfig, ctx: RunContext, orch: Orchestrator, tiers: list[Tier], rules: PhaseRules,
@@ -317,7 +396,7 @@ async def _run(cfg: RunConfig, ctx: RunContext, orch: Orchestrator, tiers: list[
         power = await _start_power(cfg, ctx, orch, display)
         if True:
             def save(_probe: Probe) -> None:
-                write_json(ctx.out / "phases.json", {"probes": [p.to_dict() for p in _probes_with_current(runner)]})
+                ctx.save("phases.json", {"probes": [p.to_dict() for p in _probes_with_current(runner)]})
 
             metrics = _start_server_metrics(ctx, orch, display)
             runner = ProbeRunner(orch, tiers, rules, turns, origin_ns=ctx.origin_ns, on_update=save,
@@ -329,21 +408,28 @@ async def _run(cfg: RunConfig, ctx: RunContext, orch: Orchestrator, tiers: list[
                 try:
                     probe = await runner.run(cfg.concurrency, "fixed")
                     display.probe_done(probe)
-                except Interrupted:
+                except Interrupted as e:
                     interrupted = True
-                stop_reason = "interrupted" if interrupted else "phase complete"
+                    stop_reason = e.reason
+                else:
+                    stop_reason = "phase complete"
                 tier_rows: list[dict] = []
             else:
                 result = await search(runner, start=cfg.start_concurrency, max_concurrency=cfg.max_concurrency,
                                       resolution=cfg.resolution, on_probe=display.probe_done)
                 interrupted, stop_reason = result.interrupted, result.stop_reason
                 tier_rows = [t.to_dict() for t in result.tiers]
+            stopped_early = orch.stopped_early
+            if stopped_early:
+                interrupted = False  # stopped by the tool, not by the user: the summary says why
+                stop_reason = stopped_early
+                display.log(f"error: {stopped_early}")
             ctx.engine.stop()
             orch.drain()
             ctx.records.flush()
             probes = runner.probes
             power_doc = await power.finish(ctx) if power else None
-            validity = validity_of(probes, interrupted=interrupted)
+            validity = validity_of(probes, interrupted=interrupted, stopped_early=stopped_early)
             notes = list(ctx.manifest.get("notes", []))
             if metrics is not None:
                 metrics.write_csv(ctx.out / "server_metrics.csv")
@@ -362,13 +448,14 @@ async def _run(cfg: RunConfig, ctx: RunContext, orch: Orchestrator, tiers: list[
                 notes.append(f"stopped by {orch.interrupted}")
             if ctx.records.error:
                 notes.append(f"writing requests.bin failed: {ctx.records.error}")
-            summary = Summary(mode=ctx.manifest["mode"], complete=not interrupted, interrupted=interrupted,
+            summary = Summary(mode=ctx.manifest["mode"], complete=not (interrupted or stopped_early),
+                              interrupted=interrupted, stopped_early=stopped_early,
                               endpoint=ctx.endpoint.base_url, model=ctx.model, stop_reason=stop_reason,
                               tiers=tier_rows, probes=len(probes), validity=dataclasses.asdict(validity),
                               records_written=ctx.records.count, accelerators=accelerators, power=power_doc,
                               phase=probes[0].to_dict() if cfg.concurrency is not None and probes else None,
                               notes=notes).to_dict()
-            write_json(ctx.out / "summary.json", summary)
+            ctx.save("summary.json", summary)
             return summary
 
 
@@ -384,7 +471,7 @@ def _start_server_metrics(ctx: RunContext, orch: Orchestrator, display: Display)
     else:
         ctx.manifest["server_metrics"] = sampler.describe()
         orch.spawn(sampler.run(), name="server metrics")
-    write_json(ctx.out / "manifest.json", ctx.manifest)
+    ctx.save("manifest.json", ctx.manifest)
     return sampler
 
 

@@ -101,13 +101,13 @@ async def search(runner: ProbeRunner, *, start: int = 1, max_concurrency: int = 
                     bounds.first_fail[name] = mid
                 continue
             stop = too_many_errors(await probe_at(mid, "bisect"))
-    except Interrupted:
+    except Interrupted as e:
         result.interrupted = True
-        stop = "interrupted"
+        stop = e.reason  # "interrupted", or an early stop's verdict
     for t in runner.tiers:
         lp, ff, bp = bounds.last_pass[t.name], bounds.first_fail[t.name], bounds.best[t.name]
         if result.interrupted:
-            reason = "interrupted"
+            reason = stop
         elif lp == 0:
             reason = f"never passed (failed at concurrency {ff})" if ff else "never passed"
         elif ff is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .common import DURATION
+from .exit_codes import CouldNotRun
 
 
 @click.group()
@@ -24,4 +25,4 @@ def probe_command(source: str, duration: float, accelerators: int | None) -> Non
     try:
         click.echo(probe(source, duration_s=duration, accelerators=accelerators))
     except ValueError as e:
-        raise click.ClickException(str(e)) from None
+        raise CouldNotRun(str(e)) from None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from .exit_codes import CouldNotRun
+
 
 @click.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
@@ -14,7 +16,7 @@ def report(directory) -> None:
     try:
         table, files = make_report(directory)
     except (FileNotFoundError, ValueError) as e:
-        raise click.ClickException(str(e)) from None
+        raise CouldNotRun(str(e)) from None
     click.echo(table)
     for f in files:
         click.echo(f"wrote {f}")

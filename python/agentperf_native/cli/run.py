@@ -11,7 +11,9 @@ from ..dialects import DIALECTS
 from ..durations import format_duration
 from ..runner import RunConfig
 from ..sim.presets import PRESETS
+from . import exit_codes
 from .common import DURATION
+from .exit_codes import CouldNotRun
 from .live import LiveLine
 
 D = RunConfig()
@@ -20,7 +22,8 @@ D = RunConfig()
 FIELD_OF = {"duration": "duration_s", "tier_specs": "tiers", "warmup": "warmup_s", "window": "window_s",
             "ramp": "ramp_s", "request_timeout": "request_timeout_s", "tool_delay_cap": "tool_delay_cap_s",
             "sim_ttft": "sim_ttft_s", "sim_itl": "sim_itl_s", "start_turn": "random_start_turn",
-            "no_cache_isolation": "cache_isolation", "idle_power": "idle_power_s"}
+            "no_cache_isolation": "cache_isolation", "idle_power": "idle_power_s",
+            "stop_after_failing": "stop_after_failing_s"}
 #: Options whose value is converted before it reaches RunConfig.
 CONVERT = {"start_turn": lambda v: v == "random", "no_cache_isolation": lambda v: not v,
            "tier_specs": tuple, "power": lambda v: tuple(v) or ("auto",), "run_nonce": lambda v: _hex(v)}
@@ -39,7 +42,7 @@ def _hex(value: str | None) -> int | None:
     return n
 
 
-@click.command()
+@click.command(epilog=exit_codes.epilog())
 @click.option("--url", default=D.url, help="OpenAI-style base URL (http://host:8000/v1). Default: start the built-in simulator.")
 @click.option("--model", default=D.model, help="Model name. Default: the first model the server lists.")
 @click.option("--trajectories", type=click.Path(dir_okay=False), default=D.trajectories,
@@ -72,7 +75,10 @@ def _hex(value: str | None) -> int | None:
               help="Agents arrive evenly over this time instead of all at once.")
 @click.option("--out", type=click.Path(file_okay=False), default=D.out, show_default=True, help="Results directory.")
 @click.option("--workers", type=click.IntRange(min=1), default=D.workers, help="Engine threads. Default: one per two cores.")
-@click.option("--api-key-env", default=D.api_key_env, help="Name of the environment variable holding the API key.")
+@click.option("--api-key-env", default=D.api_key_env, metavar="NAME",
+              help="Name of the environment variable holding the API key (never written to the results).")
+@click.option("--api-key-file", type=click.Path(dir_okay=False), default=D.api_key_file,
+              help="A file holding the API key (its first line; never written to the results).")
 @click.option("--protocol", type=click.Choice(["h1", "h2", "auto"]), default=D.protocol, show_default=True,
               help="HTTP/1.1, HTTP/2 (h2c prior knowledge on http://), or auto (ALPN on https://, else h1).")
 @click.option("--ca", "ca_file", type=click.Path(exists=True, dir_okay=False), default=D.ca_file,
@@ -83,6 +89,9 @@ def _hex(value: str | None) -> int | None:
               show_default=True, help="HTTP/2: agents multiplexed per connection.")
 @click.option("--request-timeout", type=DURATION, default=D.request_timeout_s, show_default=True,
               help="Per-request limit.")
+@click.option("--stop-after-failing", type=DURATION, default=D.stop_after_failing_s, show_default=True,
+              help="Stop early when every request that ended in this long failed and no output arrived (the "
+                   "server went away); records are kept, exit code 3. 0: never.")
 @click.option("--seed", type=int, default=D.seed, show_default=True,
               help="Seeds every agent's random stream (conversations, start turns, tool delays).")
 @click.option("--run-nonce", default=None, metavar="HEX",
@@ -139,20 +148,62 @@ def run(**options) -> None:
             given(n) is not click.core.ParameterSource.DEFAULT for n in ("sim_ttft", "sim_itl")):
         options["sim_preset"] = "null"
     cfg = config_from_options(options)
+    check_values(cfg)
     display = LiveLine(cfg.duration_s if cfg.concurrency is not None else None)
     try:
-        path, summary = execute(cfg, sys.argv, display=display)
-    except (RunError, WorkloadError, ValueError) as e:
-        raise click.ClickException(str(e)) from None
-    if summary["mode"] == "phase":
-        _print_phase(summary)
-    from ..report import report
+        try:
+            path, summary = execute(cfg, sys.argv, display=display)
+        except (RunError, WorkloadError, ValueError) as e:
+            raise CouldNotRun(str(e)) from None
+        if summary["mode"] == "phase":
+            _print_phase(summary)
+        from ..report import report
 
-    table, _files = report(path)
+        table, _files = report(path)
+    except KeyboardInterrupt:  # SIGINT outside the run's own handling (pre-flight, report)
+        click.echo(f"\ninterrupted: stopped at once; the records written so far, if any, are in {cfg.out}",
+                   err=True)
+        sys.exit(exit_codes.INTERRUPTED)
     click.echo(table)
     click.echo(f"results: {path}/summary.json, report: {path}/report.html")
+    sys.exit(exit_code(summary))
+
+
+def exit_code(summary: dict) -> int:
+    """The exit code a finished run's summary earns (``exit_codes.TABLE``); says why on stderr."""
     if summary["interrupted"]:
-        sys.exit(130)
+        return exit_codes.INTERRUPTED
+    problems = summary["validity"].get("problems", [])
+    if summary.get("stopped_early") or not summary["validity"].get("valid", True):
+        click.echo(f"the result is not valid (exit code {exit_codes.INVALID}): " + "; ".join(problems), err=True)
+        return exit_codes.INVALID
+    return exit_codes.OK
+
+
+def check_values(cfg: RunConfig) -> None:
+    """Option values the types cannot check, checked before anything starts (a usage error, exit 2)."""
+    from ..endpoint import Endpoint
+    from ..power import parse_power_spec
+    from ..tiers import resolve_tiers
+    from ..workload import RequestPolicy, tool_delay_policy
+
+    checks = (("--url", lambda: cfg.url is None or Endpoint.parse(cfg.url)),
+              ("--tier", lambda: resolve_tiers(cfg.tiers, cfg.tier_preset)),
+              ("--output-length", lambda: RequestPolicy(output=cfg.output_length)),
+              ("--tool-delay", lambda: tool_delay_policy(cfg.tool_delay)),
+              ("--power", lambda: parse_power_spec(list(cfg.power))))
+    for hint, check in checks:
+        try:
+            check()
+        except ValueError as e:
+            if str(e).startswith(hint):  # the message names the option already
+                raise click.UsageError(str(e)) from None
+            raise click.BadParameter(str(e), param_hint=hint) from None
+    if cfg.api_key_env and cfg.api_key_file:
+        raise click.UsageError("give the API key one way: --api-key-env or --api-key-file")
+    if cfg.concurrency is None and cfg.start_concurrency > cfg.max_concurrency:
+        raise click.BadParameter(f"{cfg.start_concurrency} is above --max-concurrency {cfg.max_concurrency}",
+                                 param_hint="--start-concurrency")
 
 
 def config_from_options(options: dict) -> RunConfig:

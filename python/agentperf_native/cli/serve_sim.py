@@ -10,6 +10,7 @@ import click
 
 from ..sim.presets import PRESETS
 from .common import DURATION
+from .exit_codes import CouldNotRun
 
 
 @click.command("serve-sim")
@@ -64,7 +65,7 @@ def serve_sim(host, port, workers, preset, model_kind, params, ttft, itl, tokens
                                      faults=fault_map, stall_s=stall, slow_headers_s=slow_headers)
         server.start()
     except (ValueError, OSError, RuntimeError) as e:
-        raise click.ClickException(str(e)) from None
+        raise CouldNotRun(str(e)) from None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

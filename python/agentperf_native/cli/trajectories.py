@@ -3,17 +3,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import sys
 from pathlib import Path
 
 import click
 
-from ..trajectories import (FORMATS, ImportOptions, SynthConfig, TrajectoryError, TokenizerError, compute_stats,
-                           convert_files, format_stats, generate, load, write_jsonl)
+from ..trajectories import (FORMATS, BadSources, ImportOptions, SynthConfig, TrajectoryError, TokenizerError,
+                           compute_stats, convert_files, format_hint, format_stats, generate, load, write_jsonl)
 from ..trajectories.stats import compare_to_target
+from .exit_codes import CouldNotRun
 
 _ERRORS = (TrajectoryError, TokenizerError, OSError)
+#: How these commands name a file's real format, when a message says it may be of another one.
+NAME_THE_FORMAT = f"pass --format with the file's real format (one of {', '.join(FORMATS)})"
 
 
 @click.group("trajectories")
@@ -34,18 +39,27 @@ def trajectories() -> None:
               help="Count unrecorded output lengths with --tokenizer (else leave them unset).")
 @click.option("--mooncake-sessions", type=click.Choice(["prefix", "none"]), default="prefix", show_default=True,
               help="Mooncake: chain requests into sessions by shared hash prefix, or one trajectory per request.")
+@click.option("--skip-bad", is_flag=True,
+              help="Convert the files that can be converted and list the others (default: write nothing when any "
+                   "file fails).")
 def convert(sources: tuple[Path, ...], output: Path, fmt: str | None, tokenizer: str,
-            estimate_output_tokens: bool, mooncake_sessions: str) -> None:
+            estimate_output_tokens: bool, mooncake_sessions: str, skip_bad: bool) -> None:
     """Convert SOURCES (files or folders) into one schema v1 JSONL file.
 
     Formats: mini-swe-agent .traj.json, SWE-agent .traj, Claude Code session JSONL, OpenAI-messages
     JSONL, kv-cache-tester session JSON, Mooncake JSONL, and schema v1 itself."""
     options = ImportOptions(tokenizer=tokenizer, estimate_output_tokens=estimate_output_tokens,
                             mooncake_sessions=mooncake_sessions)
+    skipped: list[tuple[Path, str]] | None = [] if skip_bad else None
     try:
-        results = convert_files(sources, output, fmt, options)
+        results = convert_files(sources, output, fmt, options, skipped=skipped)
+    except BadSources as e:
+        raise CouldNotRun(f"{e}\nfix or remove them ({'--format names the real format of a file; ' if not fmt else ''}"
+                          "--skip-bad converts the others)") from None
     except _ERRORS as e:
-        raise click.ClickException(str(e)) from None
+        raise CouldNotRun(format_hint(e, NAME_THE_FORMAT)) from None
+    for _path, reason in skipped or []:
+        click.echo(f"skipped {reason}", err=True)
     n_conv = n_turns = 0
     for path, name, result in results:
         turns = sum(len(c.turns) for c in result.conversations)
@@ -54,7 +68,8 @@ def convert(sources: tuple[Path, ...], output: Path, fmt: str | None, tokenizer:
         click.echo(f"{name:16} {path}: {len(result.conversations)} trajectories, {turns} turns")
         for note in result.notes:
             click.echo(f"  note: {note}")
-    click.echo(f"wrote {output}: {n_conv} trajectories, {n_turns} turns from {len(results)} files")
+    click.echo(f"wrote {output}: {n_conv} trajectories, {n_turns} turns from {len(results)} files"
+               + (f" ({len(skipped)} skipped)" if skipped else ""))
 
 
 @trajectories.command()
@@ -67,11 +82,18 @@ def convert(sources: tuple[Path, ...], output: Path, fmt: str | None, tokenizer:
 @click.option("--max-input-tokens", type=int, default=SynthConfig.max_input_tokens, show_default=True)
 @click.option("--output-median-tokens", type=int, default=SynthConfig.output_median_tokens, show_default=True)
 @click.option("--output-p95-tokens", type=int, default=SynthConfig.output_p95_tokens, show_default=True)
+@click.option("--max-output-tokens", type=int, default=SynthConfig.max_output_tokens, show_default=True)
 @click.option("--turns-median", type=int, default=SynthConfig.turns_median, show_default=True)
+@click.option("--turns-sigma", type=float, default=SynthConfig.turns_sigma, show_default=True,
+              help="Spread of the turn count (log-normal sigma).")
 @click.option("--max-turns", type=int, default=SynthConfig.max_turns, show_default=True)
 @click.option("--tool-delay-median-s", type=float, default=SynthConfig.tool_delay_median_s, show_default=True)
 @click.option("--tool-delay-min-s", type=float, default=SynthConfig.tool_delay_min_s, show_default=True)
 @click.option("--tool-delay-max-s", type=float, default=SynthConfig.tool_delay_max_s, show_default=True)
+@click.option("--tool-delay-sigma", type=float, default=SynthConfig.tool_delay_sigma, show_default=True,
+              help="Spread of the tool delays (log-normal sigma).")
+@click.option("--tool-output-sigma", type=float, default=SynthConfig.tool_output_sigma, show_default=True,
+              help="Spread of the tool output lengths (log-normal sigma).")
 @click.option("--system-tokens", type=int, default=SynthConfig.system_tokens, show_default=True,
               help="Length of the system prompt all trajectories share.")
 @click.option("--tokenizer", default=SynthConfig.tokenizer, show_default=True,
@@ -81,11 +103,23 @@ def synth(output: Path, **kw: object) -> None:
     cfg = SynthConfig(**kw)  # type: ignore[arg-type]
     try:
         conversations = generate(cfg)
+    except TokenizerError as e:
+        raise CouldNotRun(str(e)) from None
+    except ValueError as e:  # the settings cannot make a set (checked, or found while planning it)
+        raise click.UsageError(_option_names(str(e))) from None
+    try:
         write_jsonl(conversations, output)
-    except (ValueError, *_ERRORS) as e:
-        raise click.ClickException(str(e)) from None
+    except OSError as e:
+        raise CouldNotRun(f"cannot write {output}: {e.strerror}") from None
     click.echo(f"wrote {output}: {len(conversations)} trajectories, {sum(len(c.turns) for c in conversations)} turns")
     click.echo(format_stats(compute_stats(conversations, cfg.tokenizer)))
+
+
+def _option_names(message: str) -> str:
+    """A SynthConfig message with its field names written as this command's options (every field is one)."""
+    for name in sorted((f.name for f in dataclasses.fields(SynthConfig)), key=len, reverse=True):
+        message = re.sub(rf"(?<![\w-]){name}\b", "--" + name.replace("_", "-"), message)
+    return message
 
 
 @trajectories.command("inspect")
@@ -108,7 +142,7 @@ def inspect_(paths: tuple[Path, ...], fmt: str | None, tokenizer: str, plot_dir:
             raise TrajectoryError(f"{', '.join(map(str, paths))}: no trajectories to inspect")
         stats = compute_stats(conversations, tokenizer)
     except _ERRORS as e:
-        raise click.ClickException(str(e)) from None
+        raise CouldNotRun(format_hint(e, NAME_THE_FORMAT)) from None
     rows = compare_to_target(stats, SynthConfig()) if targets else []
     if as_json:
         out = stats.to_dict()
@@ -126,7 +160,7 @@ def inspect_(paths: tuple[Path, ...], fmt: str | None, tokenizer: str, plot_dir:
         try:
             written = write_histograms(conversations, plot_dir, tokenizer, title=", ".join(p.name for p in paths))
         except RuntimeError as e:
-            raise click.ClickException(str(e)) from None
+            raise CouldNotRun(str(e)) from None
         click.echo(f"wrote {len(written)} histograms into {plot_dir}", err=as_json)
 
 

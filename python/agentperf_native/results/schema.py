@@ -91,12 +91,14 @@ class Summary:
     phase: dict | None = None        #: mode "phase": the one probe's record
     power: dict | None = None
     notes: list[str] = field(default_factory=list)
+    stopped_early: str | None = None  #: the verdict when the run stopped itself (--stop-after-failing)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def validity_of(probes: list[Probe], *, interrupted: bool, max_error_rate: float = 0.01,
+def validity_of(probes: list[Probe], *, interrupted: bool, stopped_early: str | None = None,
+                max_error_rate: float = 0.01,
                 lateness_limit_ms: float = 50.0) -> Validity:
     """The verdict over a run's probes: error rate, under-generation, length refusals, client
     saturation (P99 send lateness), window rules, interruption."""
@@ -121,5 +123,7 @@ def validity_of(probes: list[Probe], *, interrupted: bool, max_error_rate: float
                         "; ".join(f"c={p.concurrency}: {p.not_steady_reason}" for p in not_steady[:3]))
     if interrupted:
         problems.append("the run was interrupted")
+    if stopped_early:
+        problems.append(stopped_early)
     return Validity(valid=not problems, problems=problems, error_rate=error_rate, under_generated=under,
                     context_overflows=overflows, client_saturated=saturated, window_rules_met=not not_steady)

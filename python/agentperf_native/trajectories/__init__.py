@@ -15,7 +15,8 @@ bundled set.
 
 from .detect import FORMATS, detect_format, source_files
 from .importers import ImportOptions, ImportResult, SourceError
-from .loader import convert_files, import_file, load, load_native, write_jsonl
+from .importers.common import format_hint
+from .loader import BadSources, convert_files, import_file, load, load_native, write_jsonl
 from .schema import SCHEMA_ID, TrajectoryError, conversation_from_dict, conversation_to_dict, turn_metadata
 from .stats import TrajectoryStats, format_stats
 from .stats import compute as compute_stats
@@ -24,9 +25,9 @@ from .tokens import (ENCODINGS, Tokenizer, TokenizerError, block_token_ids, load
                      prompt_token_ids, turn_prompt_blocks)
 
 __all__ = [
-    "ENCODINGS", "FORMATS", "ImportOptions", "ImportResult", "SCHEMA_ID", "SourceError", "SynthConfig", "Tokenizer",
+    "BadSources", "ENCODINGS", "FORMATS", "ImportOptions", "ImportResult", "SCHEMA_ID", "SourceError", "SynthConfig", "Tokenizer",
     "TokenizerError", "TrajectoryError", "TrajectoryStats", "block_token_ids", "compute_stats", "conversation_from_dict",
-    "conversation_to_dict", "convert_files", "detect_format", "format_stats", "generate", "import_file", "load",
+    "conversation_to_dict", "convert_files", "detect_format", "format_hint", "format_stats", "generate", "import_file", "load",
     "load_native", "load_tokenizer", "prompt_text", "prompt_token_ids", "source_files", "turn_metadata",
     "turn_prompt_blocks", "write_jsonl",
 ]

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .importers import IMPORTERS, SourceError
+from .importers.common import json_problem
 
 NATIVE = "native"
 FORMATS = (NATIVE, *IMPORTERS)  # names accepted by --format
@@ -35,18 +36,29 @@ def _first_object(path: Path) -> Any:
 
 
 def _raise_first_json_error(path: Path) -> None:
-    """No JSON value was found at the start: say where the first line breaks."""
+    """No JSON value was found at the start: say that the file is empty, or where its JSON breaks (the
+    first line of a JSON Lines file, the document of a pretty-printed one)."""
     try:
-        with path.open("r", encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if line.strip():
-                    json.loads(line)
-                    return
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise SourceError(f"{path}: not UTF-8 text; pass a JSON or JSON Lines trajectory file") from None
+    lines = text.splitlines()
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is None:
+        raise SourceError(f"{path}: the file is empty; remove it or pass a trajectory file")
+    try:
+        json.loads(lines[first])
+        return
     except json.JSONDecodeError as e:
-        raise SourceError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno}); each line must hold "
-                          "one JSON object") from None
+        line_error = e
+    if path.suffix != ".jsonl" and lines[first].lstrip().startswith(("{", "[")):
+        try:
+            json.loads(text)
+            return
+        except json.JSONDecodeError as e:
+            raise SourceError(f"{path}: {json_problem(e, text)}; pass the whole JSON file") from None
+    raise SourceError(f"{path}:{first + 1}: {json_problem(line_error, lines[first])}; each line must hold one "
+                      "JSON object")
 
 
 def sniff_native(obj: Any) -> bool:
@@ -65,8 +77,7 @@ def detect_format(path: str | Path) -> str:
     for name, module in IMPORTERS.items():
         if module.sniff(obj):
             return name
-    raise SourceError(f"{path}: cannot tell the format from its first JSON object; pass --format "
-                      f"(one of {', '.join(FORMATS)})")
+    raise SourceError(f"{path}: cannot tell the format from its first JSON object", wrong_format=True)
 
 
 def source_files(paths: list[str | Path]) -> list[Path]:

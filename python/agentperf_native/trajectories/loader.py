@@ -108,23 +108,49 @@ def unique_ids(conversations: list[Conversation]) -> int:
     return renamed
 
 
+class BadSources(TrajectoryError):
+    """Source files that cannot be converted: ``bad`` holds (file, reason) for every one of them."""
+
+    def __init__(self, bad: list[tuple[Path, str]], total: int) -> None:
+        self.bad, self.total = bad, total
+        super().__init__(f"{len(bad)} of {total} source files cannot be converted (nothing written):\n" +
+                         "\n".join(f"  {reason}" for _, reason in bad))
+
+
 def convert_files(sources: Iterable[str | Path], output: str | Path, fmt: str | None = None,
-                  options: ImportOptions | None = None) -> list[tuple[Path, str, ImportResult]]:
+                  options: ImportOptions | None = None, *,
+                  skipped: list[tuple[Path, str]] | None = None) -> list[tuple[Path, str, ImportResult]]:
     """Converts every source file (folders are searched) into one schema v1 JSONL file.
 
-    Returns (file, format, result) per source file. Nothing is written when a file fails: the error
-    names it. Ids repeated across files get a ``#N`` suffix."""
+    Returns (file, format, result) per converted file. Every file is tried: when some cannot be
+    converted, :class:`BadSources` names each with its reason and nothing is written; with
+    ``skipped`` (a list) they are listed there instead and the others are written. Ids repeated
+    across files get a ``#N`` suffix."""
     options = options or ImportOptions()
     results = []
+    bad: list[tuple[Path, str]] = []
     conversations: list[Conversation] = []
     target = Path(output).resolve()
-    for path in source_files(list(sources)):
-        if path.resolve() == target:  # the output of an earlier run inside a source folder
+    paths = [p for p in source_files(list(sources)) if p.resolve() != target]  # not an earlier run's output
+    for path in paths:
+        try:
+            name = fmt or detect_format(path)
+            result = import_file(path, name, options)
+        except TrajectoryError as e:
+            bad.append((path, str(e) if str(e).startswith(str(path)) else f"{path}: {e}"))
             continue
-        name = fmt or detect_format(path)
-        result = import_file(path, name, options)
+        except UnicodeDecodeError:
+            bad.append((path, f"{path}: not UTF-8 text; pass a JSON or JSON Lines trajectory file"))
+            continue
+        except OSError as e:
+            bad.append((path, f"{path}: cannot read it ({e.strerror})"))
+            continue
         results.append((path, name, result))
         conversations.extend(result.conversations)
+    if bad and skipped is None:
+        raise BadSources(bad, len(paths))
+    if skipped is not None:
+        skipped.extend(bad)
     if not conversations:
         raise TrajectoryError("the sources hold no model call to replay; nothing written")
     unique_ids(conversations)

@@ -72,6 +72,11 @@ class SynthConfig:
             problems.append("need 0 < tool_delay_min_s <= tool_delay_median_s <= tool_delay_max_s")
         if not 1 <= self.turns_median <= self.max_turns:
             problems.append("need 1 <= turns_median <= max_turns")
+        if self.system_tokens < 0:
+            problems.append("system_tokens must be >= 0")
+        for name in ("turns_sigma", "tool_delay_sigma", "tool_output_sigma"):
+            if not getattr(self, name) >= 0:
+                problems.append(f"{name} must be >= 0")
         if problems:
             raise ValueError("synth config: " + "; ".join(problems))
 
@@ -131,10 +136,13 @@ def plan(cfg: SynthConfig) -> list[_PlanConv]:
     cfg.check()
     rng = _Rng(cfg.seed)
     out_sigma = math.log(cfg.output_p95_tokens / cfg.output_median_tokens) / _Z95
+    # the opening prompt: min_input_tokens + 100..5000, never past max_input_tokens (the first call always fits)
+    task_hi = min(cfg.min_input_tokens + 5_000, cfg.max_input_tokens) - cfg.system_tokens
+    task_lo = min(cfg.min_input_tokens + 100 - cfg.system_tokens, task_hi)
     convs = []
     for _ in range(cfg.conversations):
         turns = max(2, min(cfg.max_turns, int(round(rng.lognormal(cfg.turns_median, cfg.turns_sigma)))))
-        task = rng.randint(cfg.min_input_tokens - cfg.system_tokens + 100, cfg.min_input_tokens - cfg.system_tokens + 5_000)
+        task = rng.randint(task_lo, task_hi)
         convs.append(_PlanConv(
             task_tokens=task,
             outputs=[rng.lognormal(cfg.output_median_tokens, out_sigma) for _ in range(turns)],

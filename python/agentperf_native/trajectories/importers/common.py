@@ -39,7 +39,29 @@ class ImportResult:
 
 
 class SourceError(TrajectoryError):
-    """A source file cannot be converted; the message names the file and what to do."""
+    """A source file cannot be converted; the message names the file and what to do.
+
+    ``wrong_format``: the file may be of another format than the one detected or forced; each
+    command says how to name it (:func:`format_hint`), as no option is common to all of them."""
+
+    def __init__(self, message: str, *, wrong_format: bool = False) -> None:
+        super().__init__(message)
+        self.wrong_format = wrong_format
+
+
+def format_hint(error: Exception, how: str) -> str:
+    """The message of ``error``, with ``how`` to name a file's format when that may help."""
+    return f"{error}; {how}" if getattr(error, "wrong_format", False) else str(error)
+
+
+def json_problem(e: json.JSONDecodeError, text: str) -> str:
+    """What is wrong with a JSON text, in words: cut short (a truncated file), or where it breaks."""
+    if e.pos >= len(text.rstrip()) or (e.msg.startswith("Unterminated string") and "\n" not in text.rstrip()):
+        return "not valid JSON: it ends before the JSON does (a truncated or unfinished file?)"
+    at = "" if e.msg.endswith(" at") else " at"
+    if "\n" in text.rstrip():
+        return f"not valid JSON ({e.msg}{at} line {e.lineno}, column {e.colno})"
+    return f"not valid JSON ({e.msg}{at} column {e.colno})"
 
 
 def read_json(path: Path) -> Any:
@@ -47,8 +69,7 @@ def read_json(path: Path) -> Any:
         with path.open("r", encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise SourceError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
-                          "pass the original file, or --format if it is another format") from None
+        raise SourceError(f"{path}: {json_problem(e, e.doc)}; pass the original file", wrong_format=True) from None
     except UnicodeDecodeError as e:
         raise SourceError(f"{path}: not UTF-8 text ({e.reason}); pass a JSON trajectory file") from None
 
@@ -64,8 +85,7 @@ def iter_jsonl(path: Path, one_line_holds: str) -> Iterator[tuple[str, int, Any]
             try:
                 yield where, lineno, json.loads(line)
             except json.JSONDecodeError as e:
-                raise SourceError(f"{where}: not valid JSON ({e.msg} at column {e.colno}); "
-                                  f"each line must hold {one_line_holds}") from None
+                raise SourceError(f"{where}: {json_problem(e, line)}; each line must hold {one_line_holds}") from None
 
 
 def clean_tool_calls(calls: Any) -> list[dict[str, Any]] | None:

@@ -46,8 +46,8 @@ def hash_namespace(trace_id: str) -> int:
 def convert(path: Path, options: ImportOptions) -> ImportResult:
     data = read_json(path)
     if not sniff(data):
-        raise SourceError(f"{path}: not a kv-cache-tester trace (no 'requests' with 'hash_ids'); "
-                          "pass --format with the file's real format")
+        raise SourceError(f"{path}: not a kv-cache-tester trace (no 'requests' with 'hash_ids')",
+                          wrong_format=True)
     trace_id = str(data.get("id") or path.stem)
     block_size = as_int(data.get("block_size")) or 64
     scope = str(data.get("hash_id_scope", "local"))

@@ -44,8 +44,8 @@ def _stats(info: dict[str, Any]) -> dict[str, Any]:
 def convert(path: Path, options: ImportOptions) -> ImportResult:
     data = read_json(path)
     if not sniff(data):
-        raise SourceError(f"{path}: not a mini-swe-agent trajectory (no 'messages' and 'info'); "
-                          "pass --format with the file's real format")
+        raise SourceError(f"{path}: not a mini-swe-agent trajectory (no 'messages' and 'info')",
+                          wrong_format=True)
     info = data.get("info") or {}
     stats = _stats(info)
     messages = [m for m in data["messages"] if isinstance(m, dict)]

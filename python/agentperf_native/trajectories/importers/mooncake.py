@@ -37,7 +37,7 @@ def _read(path: Path) -> list[dict[str, Any]]:
     for where, lineno, r in iter_jsonl(path, 'one request {"timestamp", "input_length", "output_length", "hash_ids"}'):
         if not sniff(r):
             raise SourceError(f"{where}: not a Mooncake request (an object with 'input_length' and 'hash_ids'); "
-                              "pass --format with the file's real format, or fix the line")
+                              "fix the line", wrong_format=True)
         n, o, ts, ids = (as_int(r.get("input_length")), as_int(r.get("output_length")),
                          r.get("timestamp"), r.get("hash_ids"))
         if n is None or n < 1:

@@ -48,7 +48,7 @@ def convert(path: Path, options: ImportOptions) -> ImportResult:
     for where, lineno, obj in iter_jsonl(path, 'one conversation ({"messages": [...]})'):
         if not sniff(obj):
             raise SourceError(f"{where}: expected {{\"messages\": [...]}} or a list of messages; "
-                              "fix the line or pass --format with the file's real format")
+                              "fix the line", wrong_format=True)
         conv = _conversation(obj if isinstance(obj, dict) else {"messages": obj}, where, lineno, path, options)
         if conv is None:
             notes.append(f"{where}: no assistant message, so no recorded call; skipped")

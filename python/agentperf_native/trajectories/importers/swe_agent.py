@@ -59,7 +59,7 @@ def _message(m: dict[str, Any]) -> dict[str, Any]:
 def convert(path: Path, options: ImportOptions) -> ImportResult:
     data = read_json(path)
     if not sniff(data):
-        raise SourceError(f"{path}: not a SWE-agent trajectory (no 'history' list); pass --format with the file's real format")
+        raise SourceError(f"{path}: not a SWE-agent trajectory (no 'history' list)", wrong_format=True)
     history = [m for m in data["history"] if isinstance(m, dict) and isinstance(m.get("role"), str)]
     steps = [s for s in data.get("trajectory") or [] if isinstance(s, dict)]
     info = data.get("info") if isinstance(data.get("info"), dict) else {}
