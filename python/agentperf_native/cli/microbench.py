@@ -34,6 +34,8 @@ from .common import DURATION
                    "--itl/--ttft/--tokens must then describe it. No client-added delay without our server's stamps.")
 @click.option("--baseline", is_flag=True,
               help="Also read the same streams with the minimal native epoll reader (the floor; HTTP/1.1).")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Rounds of the runs (engine and baseline alternate their order); the comparison uses medians.")
 @click.option("--sweep", is_flag=True,
               help="Find the most streams driven at >= 99%% delivery with client-added delay p99 < 1 ms, per protocol.")
 @click.option("--sweep-start", type=click.IntRange(min=1), default=100, show_default=True)
@@ -45,7 +47,7 @@ from .common import DURATION
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Write microbench.json and microbench.png into this folder.")
 def microbench(streams, duration, warmup, itl, ttft, tokens, protocols, streams_per_connection, arrivals, workers,
-               url, baseline, sweep, sweep_start, sweep_max, sweep_runs, server_cpu, client_cpu, out) -> None:
+               url, baseline, repeat, sweep, sweep_start, sweep_max, sweep_runs, server_cpu, client_cpu, out) -> None:
     """Measure the client's own cost: events per client CPU-second, delivered share, client-added delay,
     CPU per worker thread and memory per stream, against paced streams from the null server."""
     from ..microbench import report
@@ -64,7 +66,7 @@ def microbench(streams, duration, warmup, itl, ttft, tokens, protocols, streams_
             raise click.BadParameter(f"CPU {c} is not available here (available: {sorted(allowed)})", param_hint=name)
     opts = Options(streams=streams, duration_s=duration, warmup_s=warmup, ttft_s=ttft, itl_s=itl, tokens=tokens,
                    protocols=protocols, streams_per_connection=streams_per_connection, arrivals=arrivals,
-                   workers=workers, url=url, baseline=baseline, server_cpu=server_cpu, client_cpu=client_cpu,
+                   workers=workers, url=url, baseline=baseline, repeat=repeat, server_cpu=server_cpu, client_cpu=client_cpu,
                    sweep=sweep, sweep_start=sweep_start, sweep_max=sweep_max, sweep_runs=sweep_runs)
     try:
         doc = run(opts, progress=lambda s: click.echo(s, err=True))

@@ -14,6 +14,7 @@ import os
 import platform
 import resource
 import socket
+import statistics
 import sys
 import time
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class Options:
     workers: int = 1
     url: str | None = None
     baseline: bool = False
+    repeat: int = 1
     server_cpu: int | None = None
     client_cpu: int | None = None
     # sweep
@@ -134,12 +136,17 @@ def run(opts: Options, progress: Callable[[str], None] = lambda s: None) -> dict
                  "targets": {"min_delivered": MIN_DELIVERED, "max_delay_p99_ms": MAX_DELAY_P99_MS},
                  "runs": [], "sweep": None}
     try:
-        for protocol in opts.protocols:
-            names = ["engine"] + (["baseline"] if opts.baseline else [])
-            for name in names:
-                progress(f"{name}: {opts.streams} streams over {protocol}, {opts.arrivals} arrivals, "
-                         f"{opts.warmup_s:g}s warm-up + {opts.duration_s:g}s")
-                doc["runs"].append(clients.measure(name, _spec(opts, target, opts.streams, protocol), target.stamps))
+        for rnd in range(1, opts.repeat + 1):
+            for protocol in opts.protocols:
+                names = ["engine"] + (["baseline"] if opts.baseline else [])
+                if rnd % 2 == 0:
+                    names.reverse()  # alternate the order: drift on a shared machine hits both alike
+                for name in names:
+                    progress(f"round {rnd}/{opts.repeat}: {name}, {opts.streams} streams over {protocol}, "
+                             f"{opts.arrivals} arrivals, {opts.warmup_s:g}s warm-up + {opts.duration_s:g}s")
+                    r = clients.measure(name, _spec(opts, target, opts.streams, protocol), target.stamps)
+                    r["round"] = rnd
+                    doc["runs"].append(r)
         if opts.sweep:
             doc["sweep"] = {p: sweep(opts, target, p, progress) for p in opts.protocols}
     finally:
@@ -150,15 +157,18 @@ def run(opts: Options, progress: Callable[[str], None] = lambda s: None) -> dict
 
 
 def compare(runs: list[dict]) -> dict:
-    """Engine vs baseline events per CPU-second, per protocol that has both."""
+    """Engine over baseline events per CPU-second, per protocol that has both: per round, and the
+    ratio of the medians over the rounds."""
     out = {}
-    for r in runs:
-        if r["client"] != "engine":
+    for proto in dict.fromkeys(r["protocol"] for r in runs):
+        eps = {name: [r["events_per_cpu_s"] for r in runs if r["client"] == name and r["protocol"] == proto
+                      and r["events_per_cpu_s"]] for name in ("engine", "baseline")}
+        if not eps["engine"] or not eps["baseline"]:
             continue
-        base = next((b for b in runs if b["client"] == "baseline" and b["protocol"] == r["protocol"]
-                     and b["streams"] == r["streams"]), None)
-        if base and base["events_per_cpu_s"] and r["events_per_cpu_s"]:
-            out[r["protocol"]] = {"engine_over_baseline": r["events_per_cpu_s"] / base["events_per_cpu_s"]}
+        by_round = [e / b for e, b in zip(eps["engine"], eps["baseline"])]
+        out[proto] = {"engine_over_baseline": statistics.median(eps["engine"]) / statistics.median(eps["baseline"]),
+                      "by_round": by_round,
+                      "median_events_per_cpu_s": {k: statistics.median(v) for k, v in eps.items()}}
     return out
 
 

@@ -93,16 +93,21 @@ def process_cpu_s(pid: int | None = None) -> float:
     return sample(pid).total_ns / 1e9
 
 
-def rss_kib(pid: int | None = None) -> int | None:
-    """Resident set size (VmRSS, KiB) of a process, or None where /proc does not say."""
+def status_kib(pid: int | None = None, key: str = "VmRSS") -> int | None:
+    """A memory line of /proc/PID/status in KiB (VmRSS: resident set, VmHWM: its peak), or None."""
     try:
         with open(f"/proc/{pid if pid is not None else 'self'}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1])
     except OSError:
         pass
     return None
+
+
+def rss_kib(pid: int | None = None) -> int | None:
+    """Resident set size (VmRSS, KiB) of a process (None: this one), or None where /proc does not say."""
+    return status_kib(pid, "VmRSS")
 
 
 def core_busy_s(cpu: int) -> float:

@@ -14,7 +14,7 @@ def _ms(x: float | None) -> str:
 
 def summary(doc: dict) -> str:
     lines = []
-    hdr = (f"{'client':<9} {'proto':<5} {'streams':>7} {'events/s':>9} {'delivered':>9} {'events/CPU-s':>12} "
+    hdr = (f"{'round':>5} {'client':<9} {'proto':<5} {'streams':>7} {'events/s':>9} {'delivered':>9} {'events/CPU-s':>12} "
            f"{'µs/event':>8} {'client CPU':>10} {'delay p50/p99/max ms':>22} {'KiB/stream':>10}")
     lines += [hdr, "-" * len(hdr)]
     for r in doc["runs"]:
@@ -22,17 +22,18 @@ def summary(doc: dict) -> str:
         delay = "-" if d is None else f"{_ms(d['p50_ms'])}/{_ms(d['p99_ms'])}/{_ms(d['max_ms'])}"
         mem = "-" if r["memory_per_stream_kib"] is None else f"{r['memory_per_stream_kib']:.2f}"
         eps = r["events_per_cpu_s"]
-        lines.append(f"{r['client']:<9} {r['protocol']:<5} {r['streams']:>7} {r['events_per_s']:>9.0f} "
+        lines.append(f"{r.get('round', 1):>5} {r['client']:<9} {r['protocol']:<5} {r['streams']:>7} {r['events_per_s']:>9.0f} "
                      f"{100 * r['delivered_share']:>8.1f}% {eps if eps is None else round(eps):>12} "
                      f"{r['cpu_us_per_event'] or float('nan'):>8.2f} {100 * r['client_cpu_share']:>9.1f}% "
                      f"{delay:>22} {mem:>10}")
         for t, share in r["client_cpu_share_by_thread"].items():
-            lines.append(f"{'':<9} {t}: {100 * share:.1f}% of a core")
+            lines.append(f"{'':<15} {t}: {100 * share:.1f}% of a core")
         for p in r["problems"]:
-            lines.append(f"{'':<9} problem: {p}")
+            lines.append(f"{'':<15} problem: {p}")
     for proto, c in doc.get("comparison", {}).items():
+        rounds = ", ".join(f"{100 * x:.1f}%" for x in c["by_round"])
         lines.append(f"{proto}: engine reaches {100 * c['engine_over_baseline']:.1f}% of the baseline reader's "
-                     "events per CPU-second")
+                     f"events per CPU-second (medians; by round: {rounds})")
     for proto, s in (doc.get("sweep") or {}).items():
         how = "the limit" if s["reached_limit"] else f"first failing {s['first_failing']}"
         lines.append(f"sweep {proto}: {s['max_streams']} streams at >= {100 * MIN_DELIVERED:g}% delivered and "
@@ -58,7 +59,7 @@ def plot(doc: dict, path: Path) -> Path | None:
     sweeps = doc.get("sweep") or {}
     fig, axes = plt.subplots(1, 2 if sweeps else 1, figsize=(11 if sweeps else 6, 4), squeeze=False)
     ax = axes[0][0]
-    labels = [f"{r['client']}\n{r['protocol']} {r['streams']}" for r in doc["runs"]]
+    labels = [f"{r['client']}\n{r['protocol']} {r['streams']}\nround {r.get('round', 1)}" for r in doc["runs"]]
     values = [r["events_per_cpu_s"] or 0 for r in doc["runs"]]
     ax.bar(labels, values, color=["tab:blue" if r["client"] == "engine" else "tab:gray" for r in doc["runs"]])
     ax.set_ylabel("output events per client CPU-second")

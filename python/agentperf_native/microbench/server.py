@@ -46,12 +46,16 @@ class NullModel:
 
 
 class ServerProcess:
-    """The null server in a child process (optionally pinned to ``cpu``); use as a context manager."""
+    """The null server in a child process (optionally pinned to ``cpu``, at ``nice``, with ``faults``
+    as ``serve-sim --fault``); use as a context manager."""
 
-    def __init__(self, model: NullModel, *, workers: int = 1, cpu: int | None = None, nice: int = 0) -> None:
+    def __init__(self, model: NullModel, *, workers: int = 1, cpu: int | None = None, nice: int = 0,
+                 faults: dict[str, float] | None = None) -> None:
         self.model = model
         cmd = [sys.executable, "-m", "agentperf_native.microbench.server", "--ttft-s", repr(model.ttft_s),
                "--itl-s", repr(model.itl_s), "--tokens", str(model.tokens), "--workers", str(workers)]
+        for kind, p in (faults or {}).items():
+            cmd += ["--fault", f"{kind}={p}"]
         if model.lockstep:
             cmd.append("--lockstep")
         self.command = cmd
@@ -111,11 +115,13 @@ def main() -> None:
     p.add_argument("--tokens", type=int, required=True)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--lockstep", action="store_true")
+    p.add_argument("--fault", action="append", default=[], metavar="KIND=P")
     args = p.parse_args()
+    faults = {k: float(v) for k, _, v in (f.partition("=") for f in args.fault)}
     from ..sim.server import SimServer
 
     server = SimServer(ttft_s=args.ttft_s, itl_s=args.itl_s, output_tokens=args.tokens, workers=args.workers,
-                       lockstep=args.lockstep).start()
+                       lockstep=args.lockstep, faults=faults).start()
     print(server.url, flush=True)
     try:
         for line in sys.stdin:
