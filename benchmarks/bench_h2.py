@@ -23,15 +23,14 @@ Two numbers per run, over a window after ``--warmup``:
 
 * h1, h2 (the engine): ``engine_client.py``'s own report over its ``--duration`` window, as in
   ``bench_ingest.py``: output events as they arrive (from its snapshot: inter-event gaps recorded
-  plus the first event of each request started) and ``getrusage(RUSAGE_SELF)`` user + system (the
-  native worker and the Python polling thread);
+  plus the first event of each request started) and the CPU of every thread of its process (the
+  native worker and the Python polling thread; ``agentperf_native.microbench.cpu``);
 * h2load: measured from outside, from ``--warmup`` + 1 s to ``--warmup`` + ``--duration`` - 1 s after
   it starts (inside its ``-D`` measurement): **events** = the growth of the server's
   ``agentperf_sim_generation_tokens_total`` (read from ``/metrics`` over a keep-alive connection
   opened before the client): one output token per event (``tokens_per_chunk`` 1), i.e. the content
   events sent to h2load (role, usage and ``[DONE]`` don't count); **CPU** = the h2load process's
-  on-CPU time (user + system), the sum of ``/proc/PID/task/*/schedstat`` (ns; ``/proc/PID/stat``
-  where unavailable), read at once after the counters.
+  on-CPU time by ``agentperf_native.microbench.cpu``, read at once after the counters.
 
 The engine is measured the outside way too (``external`` in the JSON, "ext" in the table) as a
 cross-check; it is left out where the server answered ``/metrics`` late (a server saturated by
@@ -68,6 +67,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from agentperf_native.microbench import cpu as cpuacct
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -110,43 +111,6 @@ def plan_pinning(args) -> dict:
                 "server_cpu": None, "client_cpu": None}
     return {"pinned": True, "why": "", "server_cpu": args.server_cpu, "client_cpu": args.client_cpu,
             "allowed_cpus": allowed}
-
-
-def proc_cpu_s(pid: int) -> float:
-    """CPU seconds of a process, all its threads: the sum of /proc/PID/task/*/schedstat's on-CPU
-    time (ns), or where that is unavailable utime + stime from /proc/PID/stat (10 ms ticks)."""
-    try:
-        total = 0
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
-                total += int(f.read().split()[0])
-        return total / 1e9
-    except (OSError, ValueError, IndexError):
-        pass
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_status_kib(pid: int, key: str) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def cpu_busy_s(cpu: int) -> float:
-    """Busy seconds of one CPU since boot, every process (/proc/stat: all but idle and iowait)."""
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith(f"cpu{cpu} "):
-                v = [int(x) for x in line.split()[1:]]
-                return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
-    return float("nan")
 
 
 def parse_metrics(text: str) -> dict[str, float]:
@@ -269,16 +233,16 @@ def sample(proc_pid: int, server: Server, pinning: dict) -> dict:
     """The server's counters, then (at once) the CPU times; `t` is when the counters came back."""
     t_ask = time.monotonic()
     m = server.metrics()
-    s = {"t": time.monotonic(), "client_cpu_s": proc_cpu_s(proc_pid), "server_cpu_s": proc_cpu_s(server.proc.pid),
-         "client_rss_kib": proc_status_kib(proc_pid, "VmRSS")}
+    s = {"t": time.monotonic(), "client_cpu_s": cpuacct.process_cpu_s(proc_pid), "server_cpu_s": cpuacct.process_cpu_s(server.proc.pid),
+         "client_rss_kib": cpuacct.status_kib(proc_pid, "VmRSS")}
     s["metrics_fetch_s"] = s["t"] - t_ask
     s["tokens"] = m["agentperf_sim_generation_tokens_total"]
     s["requests"] = m["agentperf_sim_requests_total"]
     s["rejected"] = m["agentperf_sim_requests_rejected_total"]
     s["running"] = m["agentperf_sim_requests_running"]
     if pinning["pinned"]:
-        s["client_core_busy_s"] = cpu_busy_s(pinning["client_cpu"])
-        s["server_core_busy_s"] = cpu_busy_s(pinning["server_cpu"])
+        s["client_core_busy_s"] = cpuacct.core_busy_s(pinning["client_cpu"])
+        s["server_core_busy_s"] = cpuacct.core_busy_s(pinning["server_cpu"])
     return s
 
 
@@ -352,13 +316,13 @@ def run_client(client: str, streams: int, arrivals: str, args, pinning: dict, bo
         if not lines:
             raise BenchError(f"{client} printed no JSON: {stdout[-2000:]} {stderr[-2000:]}")
         own = json.loads(lines[-1])
-        own_cpu = own["cpu_user_s"] + own["cpu_sys_s"]
+        own_cpu = own["cpu_s"]
         own["events_per_cpu_s"] = own["output_events"] / own_cpu if own_cpu > 0 else float("inf")
         own["events_per_s"] = own["output_events"] / own["wall_s"]
-        # The engine's own numbers are primary: its window and getrusage are exact, while the
+        # The engine's own numbers are primary: its window and CPU are exact, while the
         # server's counters can come late when the server is saturated (10,000 HTTP/1.1 streams).
         window, events, cpu = own["wall_s"], own["output_events"], own_cpu
-        source = "engine_client (snapshot events, getrusage)"
+        source = "engine_client (snapshot events, microbench.cpu)"
     else:
         window, events, cpu = dt, ext_events, ext_cpu
         source = "server tokens generated, /proc/PID/task/*/schedstat"
@@ -477,7 +441,7 @@ def run_agents(n: int, args, pinning: dict) -> dict:
         time.sleep(max(0.0, first - time.monotonic()))
         while time.monotonic() < last and proc.poll() is None:
             s = sample(proc.pid, server, pinning)
-            s["client_hwm_kib"] = proc_status_kib(proc.pid, "VmHWM")
+            s["client_hwm_kib"] = cpuacct.status_kib(proc.pid, "VmHWM")
             samples.append(s)
             time.sleep(min(1.0, max(0.0, last - time.monotonic())))
         stdout, stderr = proc.communicate(timeout=args.agents_hold + warmup + 120)
@@ -626,7 +590,7 @@ def print_tables(runs: list[dict], summary: dict, agents: list[dict], args) -> N
               f"{'-' if own is None else round(own):>12} {100 * r['server_cpu_share']:>7.0f}% {others:>10} "
               f"{r['load_avg_before'][0]:>5.2f}")
     print(f"  * below {100 * args.min_delivered:g}% of the ideal event rate (server or client fell behind)")
-    print("  h1/h2: the engine's own count and getrusage over its window; h2load: the server's tokens and "
+    print("  h1/h2: the engine's own count and CPU over its window; h2load: the server's tokens and "
           "/proc schedstat.\n  ext: the engine measured like h2load, from outside (- where the server's "
           "/metrics came late)")
     print("\nmedian events per client CPU-second:")

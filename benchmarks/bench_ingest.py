@@ -6,6 +6,7 @@ one event every ``--itl``, ``--tokens`` tokens per response) over ``--streams`` 
 connections, sending the next request as soon as a response ends:
 
 * ``raw_c``  - benchmarks/raw_epoll_reader.c, a raw epoll reader that only counts (the floor);
+* ``baseline`` - the same kind of reader shipped in the package (``microbench --baseline``);
 * ``engine`` - agentperf_native.Engine (one worker thread + the Python polling thread);
 * ``python`` - benchmarks/python_uvloop_client.py, a plain asyncio/uvloop client that de-chunks,
                splits SSE events and json.loads each one (an asyncio.Protocol);
@@ -13,8 +14,9 @@ connections, sending the next request as soon as a response ends:
 
 The server runs as its own process pinned to ``--server-cpu``; each client runs pinned to
 ``--client-cpu``. A fresh server is started for each client run. Every client warms up for
-``--warmup`` seconds, then measures ``--duration`` seconds: output events (events that carry
-output text) and its own CPU time (getrusage RUSAGE_SELF, user + system). The runner prints a
+``--warmup`` seconds, then counts output events (events that carry output text) over ``--duration``
+seconds; its CPU is read from outside, the same way for every client
+(``agentperf_native.microbench.cpu``: the on-CPU time of all its threads), inside that window. The runner prints a
 table, the ratios engine/python and raw_c/engine against the targets, and fails (exit 1) when a
 client received no events or saw errors.
 
@@ -30,12 +32,16 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from agentperf_native.endpoint import Endpoint
+from agentperf_native.microbench import cpu
+from agentperf_native.microbench.bench import machine
+from agentperf_native.microbench.server import NullModel, ServerProcess
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -45,7 +51,7 @@ DEFAULT_RAW_BIN = HERE / "build" / "raw_epoll_reader"
 TARGET_ENGINE_OVER_PYTHON = 10.0  # the engine ingests >= 10x the events per CPU-second of Python
 TARGET_RAW_OVER_ENGINE = 2.0      # ... and is within 2x of the raw C reader
 
-CLIENTS = ("raw_c", "engine", "python", "python_streams")
+CLIENTS = ("raw_c", "baseline", "engine", "python", "python_streams")
 PERF_EVENTS = ("task-clock,context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_read,"
                "syscalls:sys_enter_epoll_wait,syscalls:sys_enter_epoll_pwait,syscalls:sys_enter_write,"
                "syscalls:sys_enter_writev")
@@ -109,93 +115,41 @@ def plan_pinning(args) -> dict:
             "allowed_cpus": allowed}
 
 
-def proc_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (all its threads), from /proc/PID/stat."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return float("nan")
-
-
-def cpu_stat(cpu: int) -> tuple[float, float]:
-    """(busy, steal) seconds of one CPU from /proc/stat; busy includes steal, irq and softirq."""
-    try:
-        with open("/proc/stat") as f:
-            for line in f:
-                if line.startswith(f"cpu{cpu} "):
-                    v = [int(x) for x in line.split()[1:]]
-                    hz = os.sysconf("SC_CLK_TCK")
-                    busy = v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)
-                    return busy / hz, (v[7] if len(v) > 7 else 0) / hz
-    except (OSError, ValueError):
-        pass
-    return float("nan"), float("nan")
-
-
 def sample_cpus(pinning: dict, client_pid: int, server_pid: int) -> dict:
-    out = {"t": time.monotonic(), "client": proc_cpu_s(client_pid), "server": proc_cpu_s(server_pid)}
+    out = {"t": time.monotonic(), "client": cpu.process_cpu_s(client_pid), "server": cpu.process_cpu_s(server_pid)}
     if pinning["pinned"]:
-        out["client_cpu"] = cpu_stat(pinning["client_cpu"])
-        out["server_cpu"] = cpu_stat(pinning["server_cpu"])
+        out["client_cpu"] = cpu.core_busy_s(pinning["client_cpu"])
+        out["server_cpu"] = cpu.core_busy_s(pinning["server_cpu"])
     return out
 
 
-def foreign_load(a: dict, b: dict) -> dict:
-    """What else ran on the client's and the server's CPUs between two samples (share of one CPU)."""
+def window_cpu(a: dict, b: dict) -> dict:
+    """The client's and the server's CPU per wall second between two samples, and what else ran on
+    their CPUs (share of one CPU) when pinned."""
     dt = b["t"] - a["t"]
-    if dt <= 0 or "client_cpu" not in a:
-        return {}
-    res = {}
-    for side in ("client", "server"):
-        busy = b[f"{side}_cpu"][0] - a[f"{side}_cpu"][0]
-        steal = b[f"{side}_cpu"][1] - a[f"{side}_cpu"][1]
-        own = b[side] - a[side]
-        res[f"{side}_cpu_other_share"] = max(0.0, busy - own) / dt
-        res[f"{side}_cpu_steal_share"] = steal / dt
+    res = {"window_s": dt, "client_cpu_share": (b["client"] - a["client"]) / dt,
+           "server_cpu_share": (b["server"] - a["server"]) / dt}
+    if "client_cpu" in a:
+        for side in ("client", "server"):
+            busy = b[f"{side}_cpu"] - a[f"{side}_cpu"]
+            res[f"{side}_cpu_other_share"] = max(0.0, busy - (b[side] - a[side])) / dt
     return res
 
 
-class Server:
-    """serve-sim in its own process; the port is read from its 'listening on' line."""
-
-    def __init__(self, args, cpu: int | None) -> None:
-        cmd = [sys.executable, "-m", "agentperf_native.cli", "serve-sim", "--host", "127.0.0.1", "--port", "0",
-               "--ttft", "0s", "--itl", args.itl, "--tokens", str(args.tokens), "--workers", "1"]
-        for fault in args.sim_fault:
-            cmd += ["--fault", fault]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     preexec_fn=pin_fn(cpu))
-        line = self.proc.stdout.readline()
-        m = re.search(r"listening on http://([\d.]+):(\d+)/v1", line)
-        if not m:
-            self.proc.kill()
-            err = self.proc.stderr.read()
-            raise BenchError(f"serve-sim did not start: {line!r} {err[-2000:]}")
-        self.host, self.port = m.group(1), int(m.group(2))
-
-    def cpu_s(self) -> float:
-        return proc_cpu_s(self.proc.pid)
-
-    def stop(self) -> str:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            _, err = self.proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            _, err = self.proc.communicate()
-        return err.strip()
+def start_server(args, cpu_index: int | None) -> ServerProcess:
+    """The null server (TTFT 0, one event every --itl, --tokens per response) in its own process."""
+    faults = dict(f.partition("=")[::2] for f in args.sim_fault)
+    return ServerProcess(NullModel(ttft_s=0.0, itl_s=parse_ns(args.itl) / 1e9, tokens=args.tokens), cpu=cpu_index,
+                         nice=NICE, faults={k: float(v or 1) for k, v in faults.items()})
 
 
 def client_cmd(name: str, args, raw_bin: Path, host: str, port: int) -> list[str]:
     common = [host, str(port), str(args.streams), str(args.duration)]
     if name == "raw_c":
         return [str(raw_bin), *common, str(args.warmup), str(args.tokens)]
-    if name == "engine":
+    if name in ("engine", "baseline"):
         return [sys.executable, str(HERE / "engine_client.py"), *common, "--warmup", str(args.warmup),
-                "--max-tokens", str(args.tokens)]
+                "--max-tokens", str(args.tokens), "--client", name]
     api = "streams" if name == "python_streams" else "protocol"
     return [sys.executable, str(HERE / "python_uvloop_client.py"), *common, "--warmup", str(args.warmup),
             "--max-tokens", str(args.tokens), "--api", api]
@@ -222,32 +176,29 @@ def profile_client(pid: int, name: str, args, rnd: int) -> dict:
 
 
 def run_client(name: str, args, raw_bin: Path, pinning: dict, rnd: int) -> dict:
-    server = Server(args, pinning["server_cpu"])
+    server = start_server(args, pinning["server_cpu"])
+    ep = Endpoint.parse(server.url)
     try:
         load_before = os.getloadavg()
-        cmd = client_cmd(name, args, raw_bin, server.host, server.port)
+        cmd = client_cmd(name, args, raw_bin, ep.host, ep.port)
         t0 = time.monotonic()
-        s0 = server.cpu_s()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 preexec_fn=pin_fn(pinning["client_cpu"]))
         profile = profile_client(proc.pid, name, args, rnd) if args.profile else None
-        others = {}
-        if not args.profile and args.duration > 2:
-            # Other work on the two CPUs during the measured window (the machine may be shared).
-            time.sleep(max(0.0, args.warmup + 0.5 - (time.monotonic() - t0)))
-            a = sample_cpus(pinning, proc.pid, server.proc.pid)
-            time.sleep(args.duration - 1.0)
-            b = sample_cpus(pinning, proc.pid, server.proc.pid)
-            others = foreign_load(a, b)
+        # CPU from outside, the same way for every client (agentperf_native.microbench.cpu), inside
+        # the client's own window: [warm-up + 0.5 s, warm-up + duration - 0.5 s] after its start.
+        time.sleep(max(0.0, args.warmup + 0.5 - (time.monotonic() - t0)))
+        a = sample_cpus(pinning, proc.pid, server.proc.pid)
+        time.sleep(max(0.5, args.duration - 1.0 - (args.profile is not None) * (time.monotonic() - a["t"])))
+        b = sample_cpus(pinning, proc.pid, server.proc.pid)
+        measured = window_cpu(a, b)
         try:
             stdout, stderr = proc.communicate(timeout=args.warmup + args.duration + 120)
         except subprocess.TimeoutExpired:
             proc.kill()
             stdout, stderr = proc.communicate()
-        s1 = server.cpu_s()
-        elapsed = time.monotonic() - t0
     finally:
-        server_log = server.stop()
+        server.stop()
     if proc.returncode != 0:
         raise BenchError(f"{name} exited with {proc.returncode}: {stderr[-3000:]}")
     lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
@@ -258,19 +209,15 @@ def run_client(name: str, args, raw_bin: Path, pinning: dict, rnd: int) -> dict:
     r["command"] = cmd
     r["load_avg_before"] = [round(x, 2) for x in load_before]
     r["load_avg_after"] = [round(x, 2) for x in os.getloadavg()]
-    # The server's CPU over the client's whole run (warm-up included), as a share of one core.
-    r["server_cpu_share"] = (s1 - s0) / elapsed if elapsed > 0 else float("nan")
-    r["server_log"] = server_log[-500:]
-    r.update(others)
-    cpu = r["cpu_user_s"] + r["cpu_sys_s"]
+    r.update(measured)
     ideal = args.streams * 1e9 / parse_ns(args.itl)
-    r["cpu_s"] = cpu
-    r["client_cpu_share"] = cpu / r["wall_s"] if r["wall_s"] > 0 else float("nan")
+    # Events per CPU-second = the client's event rate over its own window / its CPU rate inside it.
     r["events_per_s"] = r["output_events"] / r["wall_s"] if r["wall_s"] > 0 else 0.0
     r["ideal_events_per_s"] = ideal
     r["delivered_fraction"] = r["events_per_s"] / ideal if ideal > 0 else float("nan")
-    r["events_per_cpu_s"] = r["output_events"] / cpu if cpu > 0 else float("inf")
-    r["cpu_us_per_event"] = cpu * 1e6 / r["output_events"] if r["output_events"] else float("nan")
+    share = r["client_cpu_share"]
+    r["events_per_cpu_s"] = r["events_per_s"] / share if share > 0 else float("inf")
+    r["cpu_us_per_event"] = share * 1e6 / r["events_per_s"] if r["events_per_s"] else float("nan")
     if profile:
         rate = r["events_per_s"] * profile["window_s"]
         if rate > 0:
@@ -320,6 +267,11 @@ def ratios(by_client: dict) -> dict:
         out["engine_over_python"] = e / p
     if c and e:
         out["raw_c_over_engine"] = c / e
+    b = by_client.get("baseline", {}).get("events_per_cpu_s")
+    if b and e:
+        out["engine_over_baseline"] = e / b
+    if b and c:
+        out["raw_c_over_baseline"] = c / b
     ps = by_client.get("python_streams", {}).get("events_per_cpu_s")
     if e and ps:
         out["engine_over_python_streams"] = e / ps
@@ -327,7 +279,7 @@ def ratios(by_client: dict) -> dict:
 
 
 def print_table(rounds: list[dict], args) -> None:
-    hdr = (f"{'run':>3} {'client':<14} {'out events':>10} {'ev/s':>8} {'%ideal':>8}{'user s':>7} {'sys s':>7} "
+    hdr = (f"{'run':>3} {'client':<14} {'out events':>10} {'ev/s':>8} {'%ideal':>8}"
            f"{'cpu%':>5} {'ev/CPU-s':>9} {'us/ev':>6} {'srv cpu%':>8} {'other c/s':>9} {'load1':>5}")
     print(hdr)
     print("-" * len(hdr))
@@ -342,7 +294,6 @@ def print_table(rounds: list[dict], args) -> None:
                 other = "-"
             print(f"{i:>3} {name:<14} {r['output_events']:>10} {r['events_per_s']:>8.0f} "
                   f"{100 * r['delivered_fraction']:>6.1f}%{'*' if r['delivered_fraction'] < args.min_delivered else ' '}"
-                  f"{r['cpu_user_s']:>7.2f} {r['cpu_sys_s']:>7.2f} "
                   f"{100 * r['client_cpu_share']:>4.0f}% {r['events_per_cpu_s']:>9.0f} {r['cpu_us_per_event']:>6.2f} "
                   f"{100 * r['server_cpu_share']:>7.0f}% {other:>9} {r['load_avg_before'][0]:>5.2f}")
         rt = rnd["ratios"]
@@ -370,39 +321,17 @@ def summarize(rounds: list[dict], min_delivered: float) -> dict:
             per_client[name] = v
     med = {name: statistics.median(v) for name, v in per_client.items()}
     rt = ratios({name: {"events_per_cpu_s": v} for name, v in med.items()})
-    # The same over user-mode CPU only (getrusage utime; the user/system split is tick-sampled, so
-    # approximate): the part of the cost that is the client's own code rather than the kernel's.
-    user = {}
-    for rnd in rounds:
-        for name, r in rnd["clients"].items():
-            if r["delivered_fraction"] >= min_delivered and r["cpu_user_s"] > 0:
-                user.setdefault(name, []).append(r["output_events"] / r["cpu_user_s"])
-    user_med = {name: statistics.median(v) for name, v in user.items()}
-    user_rt = ratios({name: {"events_per_cpu_s": v} for name, v in user_med.items()})
     verdict = {}
     if "engine_over_python" in rt:
         verdict["engine_over_python_met"] = rt["engine_over_python"] >= TARGET_ENGINE_OVER_PYTHON
     if "raw_c_over_engine" in rt:
         verdict["raw_c_over_engine_met"] = rt["raw_c_over_engine"] <= TARGET_RAW_OVER_ENGINE
     return {"median_events_per_cpu_s": med, "runs_in_median": {k: len(v) for k, v in per_client.items()},
-            "ratios_of_medians": rt, "targets": verdict,
-            "median_events_per_user_cpu_s": user_med, "user_cpu_ratios_of_medians": user_rt}
+            "ratios_of_medians": rt, "targets": verdict}
 
 
 def machine_info() -> dict:
-    info = {"nproc": os.cpu_count(), "python": sys.version.split()[0], "platform": sys.platform}
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for key in ("Model name", "CPU(s)", "Hypervisor vendor", "Thread(s) per core"):
-            m = re.search(rf"^{re.escape(key)}:\s*(.+)$", out, re.M)
-            if m:
-                info[key] = m.group(1).strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        info["kernel"] = os.uname().release
-    except AttributeError:
-        pass
+    info = machine()
     # Which source the numbers belong to (read-only git calls: no index refresh, no lock).
     env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")
     try:
@@ -412,11 +341,6 @@ def machine_info() -> dict:
                                capture_output=True, text=True, timeout=10, env=env).stdout.strip()
         info["git_head"] = head + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        import agentperf_native
-        info["agentperf_native"] = f"{getattr(agentperf_native, '__version__', '?')} at {agentperf_native.__file__}"
-    except ImportError:
         pass
     return info
 
@@ -503,10 +427,9 @@ def main() -> int:
               f"{'met' if ok else 'MISSED'}")
     if "engine_over_python_streams" in rt:
         print(f"engine/python_streams {rt['engine_over_python_streams']:.2f}x")
-    urt = summary["user_cpu_ratios_of_medians"]
-    if urt:
-        print("user-mode CPU only (approximate): " + ", ".join(
-            f"{k.replace('_over_', '/')} {v:.2f}x" for k, v in urt.items()))
+    for key in ("engine_over_baseline", "raw_c_over_baseline"):
+        if key in rt:
+            print(f"{key.replace('_over_', '/')} {rt[key]:.3f}x")
     if args.profile:
         print("\nper output event (perf stat, mid-window): syscalls, read(), epoll waits, context switches")
         for rnd in rounds:

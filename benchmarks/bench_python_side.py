@@ -27,21 +27,13 @@ import tempfile
 import time
 from pathlib import Path
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
+from agentperf_native.microbench import cpu
 
 def thread_cpu(pid: int) -> dict[str, float]:
-    """CPU seconds (user + system) by side: ``workers`` (native engine threads) and ``python``."""
-    out = {"workers": 0.0, "python": 0.0}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            comm = (task / "comm").read_text().strip()
-            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        cpu = (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
-        out["workers" if comm.startswith("apn-worker") else "python"] += cpu
-    return out
+    """CPU seconds by side: ``workers`` (native engine threads) and ``python`` (every other thread)."""
+    threads = cpu.sample(pid).threads.values()
+    workers = sum(ns for name, ns in threads if cpu.is_client_thread(name)) / 1e9
+    return {"workers": workers, "python": sum(ns for _, ns in threads) / 1e9 - workers}
 
 
 def main() -> None:

@@ -11,9 +11,9 @@ Measured over DURATION_S after a warm-up:
   event of each request started) against the ideal rate the server's model promises
   (null: STREAMS * events per request / (TTFT + (events - 1) * ITL); batching: the closed form);
 - per-request TTFT and output speed percentiles against the model's;
-- the server process's CPU time (utime + stime from /proc/PID/stat) per wall second, i.e. the
-  fraction of its one core it used; what else ran on that core (/proc/stat); the client's CPU
-  (getrusage) and the load average, since a shared machine makes other work compete.
+- the server process's CPU time per wall second, i.e. the fraction of its one core it used; what
+  else ran on that core (/proc/stat); the client's CPU and the load average, since a shared machine
+  makes other work compete (CPU: agentperf_native.microbench.cpu).
 
 Usage: bench_sim_streams.py [--streams 1000] [--duration 20] [--warmup 5] [--preset null|gb300-class|...]
        [--ttft 0.05] [--itl 0.01] [--tokens 64] [--server-cpu 1] [--client-cpu 0] [--protocol h1|h2]
@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -33,23 +32,8 @@ import time
 import numpy as np
 
 import agentperf_native as ap
+from agentperf_native.microbench import cpu
 from agentperf_native.sim.closed_form import WorkloadShape, predict
-
-
-def proc_cpu_s(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def core_busy_s(cpu: int) -> float:
-    """Busy (non-idle) seconds of one CPU since boot, all processes (from /proc/stat)."""
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith(f"cpu{cpu} "):
-                v = [int(x) for x in line.split()[1:]]
-                return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
-    raise ValueError(f"no cpu{cpu} in /proc/stat")
 
 
 def main() -> None:
@@ -105,15 +89,15 @@ def main() -> None:
             time.sleep(cycle + args.warmup)
             chunks.append(engine.drain_records())
             s0, w0 = engine.snapshot(), time.monotonic()
-            c0, r0 = proc_cpu_s(server.pid), resource.getrusage(resource.RUSAGE_SELF)
-            b0, k0 = core_busy_s(args.server_cpu), core_busy_s(args.client_cpu)
+            c0, r0 = cpu.process_cpu_s(server.pid), cpu.sample()
+            b0, k0 = cpu.core_busy_s(args.server_cpu), cpu.core_busy_s(args.client_cpu)
             deadline = w0 + args.duration
             while (t := time.monotonic()) < deadline:
                 time.sleep(min(0.5, deadline - t))
                 chunks.append(engine.drain_records())
             s1, w1 = engine.snapshot(), time.monotonic()
-            c1, r1 = proc_cpu_s(server.pid), resource.getrusage(resource.RUSAGE_SELF)
-            b1, k1 = core_busy_s(args.server_cpu), core_busy_s(args.client_cpu)
+            c1, r1 = cpu.process_cpu_s(server.pid), cpu.sample()
+            b1, k1 = cpu.core_busy_s(args.server_cpu), cpu.core_busy_s(args.client_cpu)
         finally:
             engine.stop()
         records = np.concatenate(chunks + [engine.drain_records()])
@@ -122,7 +106,7 @@ def main() -> None:
         server.wait(timeout=10)
 
     wall = w1 - w0
-    client_cpu_s = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    client_cpu_s = cpu.cpu_between(r0, r1)["total_s"]
     start_ns, end_ns = s0.taken_ns, s1.taken_ns
     # Requests scheduled in the window that could finish before it closed (the rest are cancelled by stop()).
     window = ap.summarize(records, concurrency=args.streams, window_start_ns=start_ns,

@@ -11,9 +11,10 @@ Usage: engine_client.py HOST PORT CONNECTIONS DURATION_S [--warmup S] [--max-tok
 CONNECTIONS is the number of agents (streams): with --protocol h2 they share
 ceil(CONNECTIONS / streams-per-connection) connections.
 Counters come from the engine's snapshot (output events as they arrive: inter-event gaps recorded
-plus first events of the requests started; see below); CPU time is ``resource.getrusage(RUSAGE_SELF)`` (the
-whole process: engine worker thread plus the polling thread), both measured over DURATION_S
-after the warm-up, which starts once the engine has started. Prints one JSON object on stdout.
+plus first events of the requests started; see below); CPU time is every thread of the process
+(engine worker plus the polling thread) by ``agentperf_native.microbench.cpu``, both measured over
+DURATION_S after the warm-up, which starts once the engine has started. Prints one JSON object on
+stdout. ``--client baseline`` reads the same streams with the minimal native reader instead.
 
 Also reported: the process's resident memory (VmRSS from /proc/self/status) before the engine is
 created, after the warm-up and at the end of the window (so memory per agent can be derived), and
@@ -25,29 +26,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 
+from agentperf_native import _core
 from agentperf_native import engine as engine_mod
+from agentperf_native.microbench import cpu
+from agentperf_native.microbench.clients import PROMPT, request_body
 from agentperf_native.workload import Conversation, Turn, encode
 
 
-def cpu_s() -> tuple[float, float, int, int]:
-    """User s, system s, voluntary and involuntary context switches of the whole process."""
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime, ru.ru_stime, ru.ru_nvcsw, ru.ru_nivcsw
-
-
-def rss_kib() -> int | None:
-    """Resident set size of this process (VmRSS, KiB), or None where /proc is unavailable."""
+def run_baseline(args) -> dict:
+    """The same streams read by the minimal native reader (agentperf-native microbench --baseline)."""
+    reader = _core.BaselineReader(host=args.host, port=args.port, body=request_body(args.max_tokens),
+                                  streams=args.connections, spawn_interval_ns=int(args.ramp / args.connections * 1e9))
+    reader.start()
     try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
+        time.sleep(args.warmup)
+        k0, c0, w0 = reader.counters(), cpu.sample(), time.monotonic()
+        while reader.drain_stamps() is not None and (t := time.monotonic()) < w0 + args.duration:
+            time.sleep(min(args.poll, w0 + args.duration - t))
+        k1, c1, w1 = reader.counters(), cpu.sample(), time.monotonic()
+    finally:
+        reader.stop()
+    used = cpu.cpu_between(c0, c1)
+    out = {k: k1[k] - k0[k] for k in k1}
+    return {"client": "baseline", "connections": args.connections, "warmup_s": args.warmup, "wall_s": w1 - w0,
+            "cpu_s": used["total_s"], "cpu_client_threads_s": used["client_threads_s"], **out,
+            "failures_by_kind": {"reader": reader.error()} if reader.error() else {}}
 
 
 def main() -> None:
@@ -64,10 +69,15 @@ def main() -> None:
     p.add_argument("--streams-per-connection", type=int, default=100, help="HTTP/2 streams per connection")
     p.add_argument("--ramp", type=float, default=0.0, help="spread agent arrivals over this many seconds")
     p.add_argument("--request-timeout", type=float, default=600.0, help="per-request timeout (s)")
+    p.add_argument("--client", choices=["engine", "baseline"], default="engine",
+                   help="baseline: the minimal native reader instead of the engine (HTTP/1.1)")
     args = p.parse_args()
-    rss_start = rss_kib()
+    if args.client == "baseline":
+        print(json.dumps(run_baseline(args)))
+        return
+    rss_start = cpu.rss_kib()
 
-    conv = Conversation(turns=[Turn(messages=[{"role": "user", "content": "Write a short story about a benchmark."}],
+    conv = Conversation(turns=[Turn(messages=[{"role": "user", "content": PROMPT}],
                                     output_tokens=args.max_tokens, tool_delay_s=0.0)])
     workload = encode([conv], model="agentperf-sim")
     eng = engine_mod.Engine(f"http://{args.host}:{args.port}/v1", workload, concurrency=args.connections,
@@ -105,16 +115,18 @@ def main() -> None:
     eng.start()
     try:
         poll_until(time.monotonic() + args.warmup)
-        s0, c0, w0 = eng.snapshot(), cpu_s(), time.monotonic()
-        rss_warm = rss_kib()
+        s0, c0, w0 = eng.snapshot(), cpu.sample(), time.monotonic()
+        rss_warm = cpu.rss_kib()
         poll_until(w0 + args.duration, tracking=True)
-        s1, c1, w1 = eng.snapshot(), cpu_s(), time.monotonic()
-        rss_end = rss_kib()
+        s1, c1, w1 = eng.snapshot(), cpu.sample(), time.monotonic()
+        rss_end = cpu.rss_kib()
     finally:
         eng.stop()
     drain()
 
+    used = cpu.cpu_between(c0, c1)
     failures = {k: s1.requests_by_kind.get(k, 0) - s0.requests_by_kind.get(k, 0) for k in s1.requests_by_kind}
+    used = cpu.cpu_between(c0, c1)
     failures = {k: v for k, v in failures.items() if v and k != "none"}
     result = {
         "client": "engine",
@@ -124,10 +136,8 @@ def main() -> None:
         "workers": args.workers,
         "warmup_s": args.warmup,
         "wall_s": w1 - w0,
-        "cpu_user_s": c1[0] - c0[0],
-        "cpu_sys_s": c1[1] - c0[1],
-        "vol_ctx_switches": c1[2] - c0[2],
-        "invol_ctx_switches": c1[3] - c0[3],
+        "cpu_s": used["total_s"],
+        "cpu_client_threads_s": used["client_threads_s"],
         # output_events counts a request's events when the request completes, so over a window it
         # moves in steps of (streams x tokens) when the streams run in step. Events as they arrive:
         # every event but a request's first is one inter-event gap (itl_ns, recorded per event), and

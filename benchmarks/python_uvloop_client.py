@@ -12,7 +12,8 @@ same connection at once. Two implementations of the transport side:
   per chunk, one coroutine per stream (the common way).
 
 Usage: python_uvloop_client.py HOST PORT CONNECTIONS DURATION_S [--warmup S] [--max-tokens N] [--api A]
-Counters and CPU time (``resource.getrusage(RUSAGE_SELF)``) cover DURATION_S after the warm-up.
+Counters cover DURATION_S after the warm-up; the runner reads the CPU from outside
+(``agentperf_native.microbench.cpu``), as for every client.
 Prints one JSON object on stdout.
 """
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import sys
 import time
 
@@ -230,12 +230,6 @@ def build_request(host: str, port: int, max_tokens: int) -> bytes:
     return head + body
 
 
-def cpu_s() -> tuple[float, float, int, int]:
-    """User s, system s, voluntary and involuntary context switches of the whole process."""
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    return ru.ru_utime, ru.ru_stime, ru.ru_nvcsw, ru.ru_nivcsw
-
-
 async def main_async(args) -> dict:
     loop = asyncio.get_running_loop()
     stats = Stats()
@@ -264,17 +258,16 @@ async def main_async(args) -> dict:
             await asyncio.gather(*(r.wait() for r in ready))
 
     await asyncio.sleep(args.warmup)
-    before, u0, w0 = stats.copy(), cpu_s(), time.monotonic()
+    before, w0 = stats.copy(), time.monotonic()
     await asyncio.sleep(args.duration)
-    after, u1, w1 = stats.copy(), cpu_s(), time.monotonic()
+    after, w1 = stats.copy(), time.monotonic()
     for c in list(conns):
         c.close()
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     result = {"client": "python_uvloop", "api": args.api, "connections": args.connections, "warmup_s": args.warmup,
-              "wall_s": w1 - w0, "cpu_user_s": u1[0] - u0[0], "cpu_sys_s": u1[1] - u0[1],
-              "vol_ctx_switches": u1[2] - u0[2], "invol_ctx_switches": u1[3] - u0[3],
+              "wall_s": w1 - w0,
               "loop": type(loop).__module__ + "." + type(loop).__name__}
     result.update({k: after[k] - before[k] for k in after})
     return result

@@ -12,8 +12,8 @@
 // No de-chunking, no JSON, no per-request bookkeeping: a lower bound, not a usable client.
 //
 // Usage: raw_epoll_reader HOST PORT CONNECTIONS DURATION_S [WARMUP_S [MAX_TOKENS]]
-// Counters and CPU time (getrusage RUSAGE_SELF) are measured over DURATION_S, after WARMUP_S.
-// Prints one JSON object on stdout.
+// Counters are measured over DURATION_S, after WARMUP_S; prints one JSON object on stdout. Its CPU
+// time is read from outside by the runner (agentperf_native.microbench.cpu), as every client's is.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -213,8 +212,6 @@ static void on_writable(conn_t* c) {
   }
 }
 
-static double tv_s(struct timeval tv) { return (double)tv.tv_sec + tv.tv_usec * 1e-6; }
-
 int main(int argc, char** argv) {
   if (argc < 5) {
     fprintf(stderr, "usage: %s HOST PORT CONNECTIONS DURATION_S [WARMUP_S [MAX_TOKENS]]\n", argv[0]);
@@ -264,15 +261,12 @@ int main(int argc, char** argv) {
   double t0 = now_s();
   double t_measure = t0 + warmup, t_end = t_measure + duration;
   int measuring = warmup <= 0;
-  struct rusage ru0, ru1;
-  getrusage(RUSAGE_SELF, &ru0);
   double w0 = t0;
   uint64_t e0 = 0, o0 = 0, r0 = 0, x0 = 0, c0 = 0, rd0 = 0, b0 = 0, wt0 = 0;
   for (;;) {
     double now = now_s();
     if (!measuring && now >= t_measure) {
       measuring = 1;
-      getrusage(RUSAGE_SELF, &ru0);
       w0 = now;
       e0 = n_events, o0 = n_output, r0 = n_responses, x0 = n_errors, c0 = n_reconnects, rd0 = n_reads, b0 = n_bytes;
       wt0 = n_waits;
@@ -301,17 +295,13 @@ int main(int argc, char** argv) {
       }
     }
   }
-  getrusage(RUSAGE_SELF, &ru1);
   double wall = now_s() - w0;
   printf("{\"client\":\"raw_c\",\"connections\":%d,\"warmup_s\":%.3f,\"wall_s\":%.6f,"
          "\"events\":%llu,\"output_events\":%llu,\"responses\":%llu,\"errors\":%llu,\"reconnects\":%llu,"
-         "\"reads\":%llu,\"bytes\":%llu,\"epoll_waits\":%llu,\"cpu_user_s\":%.6f,\"cpu_sys_s\":%.6f,"
-         "\"vol_ctx_switches\":%ld,\"invol_ctx_switches\":%ld}\n",
+         "\"reads\":%llu,\"bytes\":%llu,\"epoll_waits\":%llu}\n",
          nconn, warmup, wall, (unsigned long long)(n_events - e0), (unsigned long long)(n_output - o0),
          (unsigned long long)(n_responses - r0), (unsigned long long)(n_errors - x0),
          (unsigned long long)(n_reconnects - c0), (unsigned long long)(n_reads - rd0),
-         (unsigned long long)(n_bytes - b0), (unsigned long long)(n_waits - wt0),
-         tv_s(ru1.ru_utime) - tv_s(ru0.ru_utime), tv_s(ru1.ru_stime) - tv_s(ru0.ru_stime),
-         ru1.ru_nvcsw - ru0.ru_nvcsw, ru1.ru_nivcsw - ru0.ru_nivcsw);
+         (unsigned long long)(n_bytes - b0), (unsigned long long)(n_waits - wt0));
   return 0;
 }

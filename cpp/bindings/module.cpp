@@ -8,6 +8,7 @@ void register_sse(py::module_& m);
 void register_engine(py::module_& m);
 void register_server(py::module_& m);
 void register_http(py::module_& m);
+void register_bench(py::module_& m);
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "agentperf-native native core (private; use the agentperf_native package)";
@@ -16,4 +17,5 @@ PYBIND11_MODULE(_core, m) {
   register_engine(m);
   register_server(m);
   register_http(m);
+  register_bench(m);
 }

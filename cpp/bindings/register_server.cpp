@@ -12,7 +12,7 @@ namespace {
 
 // Fills the batching parameters from a dict whose keys are SimModelParams field names.
 SimModelParams model_params(const std::string& kind, int32_t tokens_per_chunk, int64_t ttft_ns, int64_t itl_ns,
-                            const py::dict& params) {
+                            const py::dict& params, bool lockstep = false) {
   SimModelParams p;
   if (kind == "null") {
     p.kind = SimModelKind::kNull;
@@ -24,6 +24,7 @@ SimModelParams model_params(const std::string& kind, int32_t tokens_per_chunk, i
   p.tokens_per_chunk = tokens_per_chunk;
   p.ttft_ns = ttft_ns;
   p.itl_ns = itl_ns;
+  p.lockstep = lockstep;
   for (auto [key, value] : params) {
     std::string k = py::cast<std::string>(key);
     if (k == "max_batch") p.max_batch = py::cast<int32_t>(value);
@@ -79,12 +80,12 @@ void register_server(py::module_& m) {
                        int64_t itl_ns, int32_t output_tokens, int32_t tokens_per_chunk, const py::dict& params,
                        double early_stop_probability, std::string model, std::string preset, uint64_t seed,
                        const py::dict& faults, int64_t stall_ns, int64_t slow_headers_ns, int accelerators,
-                       double idle_w, double dynamic_w) {
+                       double idle_w, double dynamic_w, bool lockstep) {
              SimServerConfig c;
              c.host = std::move(host);
              c.port = port;
              c.workers = workers;
-             c.model_params = model_params(model_kind, tokens_per_chunk, ttft_ns, itl_ns, params);
+             c.model_params = model_params(model_kind, tokens_per_chunk, ttft_ns, itl_ns, params, lockstep);
              c.output_tokens = output_tokens;
              c.early_stop_probability = early_stop_probability;
              c.model = std::move(model);
@@ -124,7 +125,7 @@ void register_server(py::module_& m) {
            py::arg("early_stop_probability") = 0.0, py::arg("model") = "agentperf-sim", py::arg("preset") = "",
            py::arg("seed") = 1, py::arg("faults") = py::dict(), py::arg("stall_ns") = 0,
            py::arg("slow_headers_ns") = 1'000'000'000, py::arg("accelerators") = 1, py::arg("idle_w") = 150.0,
-           py::arg("dynamic_w") = 550.0)
+           py::arg("dynamic_w") = 550.0, py::arg("lockstep") = false)
       .def("start", &SimServer::start, py::call_guard<py::gil_scoped_release>())
       .def("stop", &SimServer::stop, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("port", &SimServer::port)
@@ -191,11 +192,11 @@ void register_server(py::module_& m) {
   // The performance model alone, driven in virtual time (tests, the closed-form check).
   py::class_<SimModel>(m, "SimModel")
       .def(py::init([](std::string model_kind, int32_t tokens_per_chunk, int64_t ttft_ns, int64_t itl_ns,
-                       const py::dict& params) {
-             return make_sim_model(model_params(model_kind, tokens_per_chunk, ttft_ns, itl_ns, params));
+                       const py::dict& params, bool lockstep) {
+             return make_sim_model(model_params(model_kind, tokens_per_chunk, ttft_ns, itl_ns, params, lockstep));
            }),
            py::arg("model_kind") = "batching", py::arg("tokens_per_chunk") = 1, py::arg("ttft_ns") = 200'000'000,
-           py::arg("itl_ns") = 10'000'000, py::arg("params") = py::dict())
+           py::arg("itl_ns") = 10'000'000, py::arg("params") = py::dict(), py::arg("lockstep") = false)
       .def(
           "submit",
           [](SimModel& s, int64_t prompt_tokens, int32_t output_tokens, int64_t arrival_ns,

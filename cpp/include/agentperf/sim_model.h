@@ -71,6 +71,10 @@ struct SimModelParams {
   // --- null ---
   int64_t ttft_ns = 200'000'000;  ///< arrival -> first event
   int64_t itl_ns = 10'000'000;    ///< gap between events
+  /// Events on a shared grid: a request's first event falls at the first multiple of itl_ns (on
+  /// the monotonic clock) at or after arrival + ttft_ns, so every stream's events fall at the same
+  /// instants, as a continuous-batching server's decode steps give every sequence a token at once.
+  bool lockstep = false;
 
   // --- batching ---
   int32_t max_batch = 256;                  ///< max running sequences (>= 1)

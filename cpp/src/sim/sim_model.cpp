@@ -14,8 +14,10 @@ std::string validate_sim_model_params(const SimModelParams& p) {
   if (p.tokens_per_chunk < 1) return "tokens_per_chunk must be >= 1";
   if (p.kind == SimModelKind::kNull) {
     if (p.ttft_ns < 0 || p.itl_ns < 0) return "ttft and itl must be >= 0";
+    if (p.lockstep && p.itl_ns <= 0) return "lockstep needs itl > 0 (its grid)";
     return "";
   }
+  if (p.lockstep) return "lockstep applies to the null model (a batching model's steps are in lock-step already)";
   if (p.max_batch < 1) return "max_batch must be >= 1";
   if (p.max_batched_tokens < 0) return "max_batched_tokens must be >= 0 (0: unlimited)";
   if (!(p.prefill_tokens_per_s > 0) || !std::isfinite(p.prefill_tokens_per_s))
@@ -59,10 +61,12 @@ class NullModel final : public SimModel {
     s.target = spec.output_tokens;
     s.generated = 0;
     s.next_event = 0;
+    s.first_ns = arrival_ns + p_.ttft_ns;
+    if (p_.lockstep) s.first_ns += (p_.itl_ns - s.first_ns % p_.itl_ns) % p_.itl_ns;  // up to the grid
     clock_ns_ = std::max(clock_ns_, arrival_ns);
     if (running_++ == 0) busy_since_ns_ = std::max(arrival_ns, busy_end_ns_);
     uint64_t h = make_handle(slot, ++s.gen);
-    heap_.push({arrival_ns + p_.ttft_ns, h});
+    heap_.push({s.first_ns, h});
     return h;
   }
 
@@ -94,7 +98,7 @@ class NullModel final : public SimModel {
       if (e.last) {
         release(d.handle, d.at_ns);
       } else {
-        heap_.push({s->arrival_ns + p_.ttft_ns + s->next_event * p_.itl_ns, d.handle});
+        heap_.push({s->first_ns + s->next_event * p_.itl_ns, d.handle});
       }
       sink.on_emit(e);  // may submit (seqs_ may grow: s is not used after this)
     }
@@ -116,6 +120,7 @@ class NullModel final : public SimModel {
     bool active = false;
     uint64_t cookie = 0;
     int64_t arrival_ns = 0;
+    int64_t first_ns = 0;  ///< when its first event is due; event k at first_ns + k * itl
     int32_t target = 0, generated = 0;
     int64_t next_event = 0;
   };

@@ -1,6 +1,6 @@
 """The ``agentperf-native`` command: parse, call the library, print. No logic lives here.
 
-One module per command: ``run``, ``report``, ``serve_sim``, ``trajectories``, ``power``.
+One module per command: ``run``, ``report``, ``serve_sim``, ``trajectories``, ``power``, ``microbench``.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .microbench import microbench
 from .power import power
 from .report import report
 from .run import run
@@ -21,7 +22,7 @@ def main() -> None:
     """Replay agent trajectories against an OpenAI-compatible server and measure what it sustains."""
 
 
-for command in (run, report, serve_sim, trajectories, power):
+for command in (run, report, serve_sim, trajectories, power, microbench):
     main.add_command(command)
 
 if __name__ == "__main__":

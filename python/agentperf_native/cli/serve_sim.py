@@ -28,6 +28,8 @@ from .exit_codes import CouldNotRun
                    "(repeatable; see SIMULATOR.md).")
 @click.option("--ttft", type=DURATION, default="200ms", show_default=True, help="Null model: time to first token.")
 @click.option("--itl", type=DURATION, default="10ms", show_default=True, help="Null model: gap between output events.")
+@click.option("--lockstep", is_flag=True,
+              help="Null model: every stream's events on one shared ITL grid (all streams' tokens at once).")
 @click.option("--tokens", type=click.IntRange(min=1), default=100, show_default=True,
               help="Tokens per response when the request has no max_tokens.")
 @click.option("--tokens-per-chunk", type=click.IntRange(min=1), default=None,
@@ -41,7 +43,7 @@ from .exit_codes import CouldNotRun
                    "truncate, malformed, stall, slow_headers (repeatable).")
 @click.option("--stall", type=DURATION, default="0s", show_default=True, help="Stall length (0: never answer).")
 @click.option("--slow-headers", type=DURATION, default="1s", show_default=True)
-def serve_sim(host, port, workers, preset, model_kind, params, ttft, itl, tokens, tokens_per_chunk, early_stop, model,
+def serve_sim(host, port, workers, preset, model_kind, params, ttft, itl, lockstep, tokens, tokens_per_chunk, early_stop, model,
               seed, faults, stall, slow_headers) -> None:
     """Serve the built-in simulated OpenAI-compatible endpoint until SIGINT/SIGTERM."""
     from ..sim.server import server_from_options
@@ -62,7 +64,8 @@ def serve_sim(host, port, workers, preset, model_kind, params, ttft, itl, tokens
         server = server_from_options(preset=preset, model_kind=model_kind, overrides=overrides, ttft_s=ttft, itl_s=itl,
                                      tokens_per_chunk=tokens_per_chunk, host=host, port=port, workers=workers,
                                      output_tokens=tokens, early_stop_probability=early_stop, model=model, seed=seed,
-                                     faults=fault_map, stall_s=stall, slow_headers_s=slow_headers)
+                                     faults=fault_map, stall_s=stall, slow_headers_s=slow_headers,
+                                     lockstep=lockstep)
         server.start()
     except (ValueError, OSError, RuntimeError) as e:
         raise CouldNotRun(str(e)) from None

@@ -51,7 +51,7 @@ class SimServer:
                  output_tokens: int = 100, tokens_per_chunk: int = 1, early_stop_probability: float = 0.0,
                  model: str = "agentperf-sim", seed: int = 1, faults: dict[str, float] | None = None,
                  stall_s: float = 0.0, slow_headers_s: float = 1.0, accelerators: int | None = None,
-                 idle_w: float | None = None, dynamic_w: float | None = None) -> None:
+                 idle_w: float | None = None, dynamic_w: float | None = None, lockstep: bool = False) -> None:
         if preset is not None and params is not None:
             raise ValueError("pass either preset or params, not both")
         self.preset: Preset | None = get_preset(preset) if preset is not None else None
@@ -61,6 +61,7 @@ class SimServer:
         self.kind = "batching" if params is not None else "null"
         self.ttft_s = ttft_s
         self.itl_s = itl_s
+        self.lockstep = lockstep
         self.host = host
         self.model = model
         self.workers = workers
@@ -77,7 +78,7 @@ class SimServer:
             params=params.core_params() if params is not None else {},
             early_stop_probability=early_stop_probability, model=model,
             preset=preset or ("custom" if params is not None else "null"), seed=seed, faults=dict(faults or {}),
-            stall_ns=int(stall_s * 1e9), slow_headers_ns=int(slow_headers_s * 1e9), **self.power,
+            stall_ns=int(stall_s * 1e9), slow_headers_ns=int(slow_headers_s * 1e9), lockstep=lockstep, **self.power,
         )
 
     def start(self) -> "SimServer":
@@ -125,7 +126,7 @@ class SimServer:
         if self.params is not None:
             info["params"] = self.params.as_dict()
         else:
-            info.update({"ttft_s": self.ttft_s, "itl_s": self.itl_s})
+            info.update({"ttft_s": self.ttft_s, "itl_s": self.itl_s, "lockstep": self.lockstep})
         info["power"] = dict(self.power, replicas=self.workers)
         return info
 
