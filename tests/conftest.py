@@ -37,7 +37,7 @@ def small_workload(tmp_path_factory):
 
 def assert_ran(proc, out, *, invalid_for: tuple[str, ...] = ()) -> dict:
     """A ``run`` that completed: exit 0, or 3 (completed, result not valid) when every validity
-    problem is client saturation (a loaded test machine, not the code under test) or one of
+    problem is a client-bound window (a loaded test machine, not the code under test) or one of
     ``invalid_for`` (problems the test causes on purpose). Returns the summary."""
     import json
     from pathlib import Path
@@ -45,7 +45,7 @@ def assert_ran(proc, out, *, invalid_for: tuple[str, ...] = ()) -> dict:
     assert proc.returncode in (0, 3), proc.stderr
     summary = json.loads((Path(out) / "summary.json").read_text())
     if proc.returncode == 3:
-        allowed = ("client saturation", *invalid_for)
+        allowed = ("client-bound", *invalid_for)
         unexpected = [p for p in summary["validity"]["problems"] if not any(a in p for a in allowed)]
         assert not unexpected, unexpected
     return summary

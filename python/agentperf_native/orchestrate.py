@@ -24,6 +24,7 @@ from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 import numpy as np
 
 from .engine import ERROR_KINDS, Engine, Snapshot, now_ns
+from .client_check import LoopLag
 from .measure import WindowMeter
 
 T = TypeVar("T")
@@ -112,6 +113,7 @@ class Orchestrator:
         self._tick = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.snapshot: Snapshot | None = None
+        self.loop_lag = LoopLag()  # how late each drain tick woke up (the client's self-check)
 
     async def __aenter__(self) -> "Orchestrator":
         self.spawn(self._drain_loop(), name="drain")
@@ -193,6 +195,10 @@ class Orchestrator:
             self._tick.set()
             next_at += self.tick_s
             await asyncio.sleep(max(0.0, next_at - loop.time()))
+            late = loop.time() - next_at
+            self.loop_lag.add(now_ns(), int(late * 1e9))
+            if late > self.tick_s:
+                next_at = loop.time()  # a late tick is counted once, not carried into the next ones
 
 
 def run_loop(main: Callable[[], Awaitable[T]], *, on_signal: Callable[[str], None] | None = None) -> T:

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:
     import numpy as np
 
+from . import client_check
+from .client_check import WindowCpu
 from .engine import Snapshot, now_ns
 from .measure import WindowMeter
 from .orchestrate import Interrupted, Orchestrator
@@ -145,6 +147,7 @@ class ProbeRunner:
                 await self.orch.tick()
             # 3. the window, extended until the rules hold (within the limit)
             meter = WindowMeter(window_start, turns_per_conversation=self.turns, agents=concurrency)
+            window_cpu = WindowCpu()
             self.orch.meters.add(meter)
             self.current.meter = meter
             probe.state = "measuring"
@@ -153,6 +156,8 @@ class ProbeRunner:
                 self.on_update(probe)
             window_end = await self._measure(probe, meter, window_start, concurrency)
             meter.close(window_end)
+            probe.client = client_check.figures(window_cpu.close(), self.orch.loop_lag.between(window_start, window_end),
+                                                None)
             # 4. the requests started in the window finish (agents leave after their request)
             if not await self.stop_agents(rules.drain_timeout_s):
                 probe.not_steady_reason = probe.not_steady_reason or \
@@ -210,6 +215,8 @@ class ProbeRunner:
             assert meter.end_ns is not None
             for name, value in meter.stats().to_dict().items():
                 setattr(probe, name, value)
+            if probe.client is not None:
+                probe.client["send_lateness_p99_ms"] = probe.send_lateness_p99_ms
             self._set_window(probe, meter.start_ns, meter.end_ns)
             if probe.requests == 0 and probe.not_steady_reason is None:
                 probe.not_steady_reason = "no request started in the window"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, TypeVar
 
+from .. import client_check
 from ..measure import WindowStats
 
 T = TypeVar("T")
@@ -39,6 +40,7 @@ class Probe(WindowStats):
     tier_pass: dict[str, bool] = field(default_factory=dict)
     power: dict | None = None
     server_metrics: dict | None = None
+    client: dict | None = None  #: the client's self-check in the window (client_check.figures)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,10 +100,10 @@ class Summary:
 
 
 def validity_of(probes: list[Probe], *, interrupted: bool, stopped_early: str | None = None,
-                max_error_rate: float = 0.01,
-                lateness_limit_ms: float = 50.0) -> Validity:
-    """The verdict over a run's probes: error rate, under-generation, length refusals, client
-    saturation (P99 send lateness), window rules, interruption."""
+                max_error_rate: float = 0.01) -> Validity:
+    """The verdict over a run's probes: error rate, under-generation, length refusals, a
+    client-bound window (the client's self-check, :mod:`agentperf_native.client_check`), window
+    rules, interruption."""
     problems: list[str] = []
     steady = [p for p in probes if p.steady]
     error_rate = max((p.error_rate for p in steady), default=0.0)
@@ -113,10 +115,13 @@ def validity_of(probes: list[Probe], *, interrupted: bool, stopped_early: str | 
     overflows = sum(p.context_overflows for p in probes)
     if overflows:
         problems.append(f"{overflows} requests were refused for their length (HTTP 400/413)")
-    lateness = max((p.send_lateness_p99_ms or 0.0 for p in probes), default=0.0)
-    saturated = lateness > lateness_limit_ms
+    bound = [(p, client_check.bound_by(p.client or {"send_lateness_p99_ms": p.send_lateness_p99_ms}))
+             for p in probes]
+    bound = [(p, why) for p, why in bound if why]
+    saturated = bool(bound)
     if saturated:
-        problems.append(f"client saturation: P99 send lateness {lateness:.0f} ms")
+        problems.append("client-bound: " + "; ".join(f"{', '.join(why)} at {p.concurrency} agents"
+                                                     for p, why in bound[:3]) + f" — {client_check.ADVICE}")
     not_steady = [p for p in probes if not p.steady]
     if not_steady:
         problems.append(f"{len(not_steady)} probe(s) never reached steady state: " +
