@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Sets up (scripts/setup.sh) and runs the tests: the C++ unit tests (ctest) and the Python tests.
-#   scripts/test.sh [--quick | --real-servers] [PYTEST ARGS...]
+#   scripts/test.sh [--quick | --real-servers] [--no-sanitizers] [PYTEST ARGS...]
+# After the C++ unit tests come the sanitizer runs (scripts/sanitize.sh asan, then tsan: the unit
+# tests and a short engine-against-simulator run) and the fuzz targets (scripts/fuzz.sh 60: a minute
+# each); on 2 cores they add ~15 min the first time (their builds in build/ are kept) and ~7 min after.
+# --no-sanitizers leaves them out (the inner loop; CI runs the default).
 # --real-servers adds the real-server tier (pytest marker real_server: vLLM CPU, llama.cpp's
 # llama-server, transformers serve, installed once by scripts/servers/ into
 # ~/.cache/agentperf-servers, outside the clone; the first run builds llama.cpp: ~15 min on 2 cores).
@@ -9,13 +13,29 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=1
-if [ "${1:-}" = "--quick" ]; then shift; elif [ "${1:-}" = "--real-servers" ]; then quick=0; shift; fi
+sanitizers=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) shift ;;
+    --real-servers) quick=0; shift ;;
+    --no-sanitizers) sanitizers=0; shift ;;
+    *) break ;;
+  esac
+done
 ./scripts/setup.sh
 
 echo "test: building the C++ unit tests"
 cmake -S . -B build/cpp-tests -DAGENTPERF_BUILD_TESTS=ON -DAGENTPERF_BUILD_PYTHON=OFF -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/cpp-tests -j "$(nproc)" >/dev/null
 (cd build/cpp-tests && ctest --output-on-failure)
+
+if [ "$sanitizers" = 1 ]; then
+  timed() { local t0=$SECONDS; "$@"; echo "test: $* took $((SECONDS - t0)) s"; }
+  echo "test: sanitizers and fuzzing (scripts/test.sh --no-sanitizers leaves them out)"
+  timed ./scripts/sanitize.sh asan
+  timed ./scripts/sanitize.sh tsan
+  timed ./scripts/fuzz.sh 60
+fi
 
 # pytest exits 5 when the selection holds no test (e.g. a file of the other group was named)
 py() { local rc=0; .venv/bin/python -m pytest "$@" || rc=$?; [ "$rc" = 0 ] || [ "$rc" = 5 ] || exit "$rc"; }

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of every fuzz target into cpp/fuzz/corpus/<target>/ (committed; rerun
-after changing a seed here). Each seed is the target's control byte followed by the bytes it parses
+after changing a seed here or in tests/data/sse). Each seed is the target's control byte followed by the bytes it parses
 (see the header of each cpp/fuzz/fuzz_*.cpp)."""
 
 import struct
@@ -17,7 +17,9 @@ DONE = b"data: [DONE]\n\n"
 
 
 def sse_seeds():
-    return {
+    # The recorded streams of the SSE parser's tests (tests/data/sse), and a few more.
+    recorded = {f"recorded_{p.stem}": p.read_bytes() for p in sorted((HERE.parents[1] / "tests/data/sse").glob("*.txt"))}
+    return {**recorded,
         "chat_stream": ROLE_CHUNK + CHAT_CHUNK * 2 + USAGE_CHUNK + DONE,
         "crlf_and_comments": b": keep-alive\r\n\r\nevent: message\r\ndata: {\"choices\":[{\"text\":\"a\"}]}\r\n\r\n"
                              + b"data: [DONE]\r\n\r\n",
