@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(build-essential cmake pkg-config libnghttp2-dev libssl-dev openssl nginx-light nghttp2-client curl)
+# clang: the libFuzzer targets (scripts/fuzz.sh, run by scripts/test.sh)
+SYSTEM_PACKAGES=(build-essential cmake pkg-config libnghttp2-dev libssl-dev openssl nginx-light nghttp2-client curl clang)
 missing=()
 for p in "${SYSTEM_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

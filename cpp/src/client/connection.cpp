@@ -193,7 +193,12 @@ void SocketConnection::flush() {
     if (!session_) break;
     size_t n = session_->pending_output(iov, kMaxIovPerWrite);
     if (n == 0) break;
-    ssize_t w = writev(fd_, iov, static_cast<int>(n));
+    // sendmsg, not writev: MSG_NOSIGNAL, so a peer that closed (FIN, then RST) fails the write with
+    // EPIPE instead of killing a process that does not ignore SIGPIPE (only Python ignores it).
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = n;
+    ssize_t w = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
     if (w < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) return set_want_out(true);
       return write_failed();

@@ -46,7 +46,12 @@ def import_file(path: str | Path, fmt: str | None = None, options: ImportOptions
         return ImportResult(load_native(path))
     if fmt not in IMPORTERS:
         raise TrajectoryError(f"unknown format {fmt!r}; use one of {NATIVE}, {', '.join(IMPORTERS)}")
-    return IMPORTERS[fmt].convert(path, options or ImportOptions())
+    result = IMPORTERS[fmt].convert(path, options or ImportOptions())
+    # What an importer made must be what schema v1 accepts (convert writes it, load reads it back):
+    # a source with, e.g., a message without a role fails here, naming the file and the field.
+    for conv in result.conversations:
+        conversation_from_dict(conversation_to_dict(conv), f"{path} (read as {fmt}), conversation {conv.id!r}")
+    return result
 
 
 def load(paths: str | Path | Iterable[str | Path], fmt: str | None = None,

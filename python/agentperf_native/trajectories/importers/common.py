@@ -76,16 +76,19 @@ def read_json(path: Path) -> Any:
 
 def iter_jsonl(path: Path, one_line_holds: str) -> Iterator[tuple[str, int, Any]]:
     """(``file:line``, line number, decoded object) for every non-blank line of a JSON Lines file;
-    a line that is not JSON raises SourceError saying what each line must hold."""
+    a line that is not JSON, or text that is not UTF-8, raises SourceError saying what each line must hold."""
     with path.open("r", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                yield where, lineno, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise SourceError(f"{where}: {json_problem(e, line)}; each line must hold {one_line_holds}") from None
+        try:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{lineno}"
+                try:
+                    yield where, lineno, json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise SourceError(f"{where}: {json_problem(e, line)}; each line must hold {one_line_holds}") from None
+        except UnicodeDecodeError as e:
+            raise SourceError(f"{path}: not UTF-8 text ({e.reason}); each line must hold {one_line_holds}") from None
 
 
 def clean_tool_calls(calls: Any) -> list[dict[str, Any]] | None:
@@ -96,7 +99,7 @@ def clean_tool_calls(calls: Any) -> list[dict[str, Any]] | None:
     for c in calls:
         if not isinstance(c, dict):
             continue
-        fn = c.get("function") or {}
+        fn = as_dict(c.get("function"))
         args = fn.get("arguments", "")
         if not isinstance(args, str):
             args = json.dumps(args, ensure_ascii=False)
@@ -131,8 +134,8 @@ def message_text(m: dict[str, Any]) -> str:
                 parts.append(p["text"])
             elif isinstance(p, str):
                 parts.append(p)
-    for call in m.get("tool_calls") or []:
-        fn = call.get("function") or {}
+    for call in as_list(m.get("tool_calls")):
+        fn = as_dict(as_dict(call).get("function"))
         parts.append(str(fn.get("name", "")))
         parts.append(str(fn.get("arguments", "")))
     return "\n".join(parts)
@@ -169,6 +172,28 @@ def as_int(v: Any) -> int | None:
     if isinstance(v, float) and v.is_integer():
         return int(v)
     return None
+
+
+def as_dict(v: Any) -> dict[str, Any]:
+    """`v` when it is a JSON object, else an empty one (a recorded field of an unexpected type reads as absent)."""
+    return v if isinstance(v, dict) else {}
+
+
+def as_list(v: Any) -> list[Any]:
+    """`v` when it is a JSON array, else an empty one."""
+    return v if isinstance(v, list) else []
+
+
+def dig(obj: Any, *keys: str | int) -> Any:
+    """obj[k0][k1]...: None as soon as a level is missing or of another type."""
+    for k in keys:
+        if isinstance(k, int) and isinstance(obj, list) and -len(obj) <= k < len(obj):
+            obj = obj[k]
+        elif isinstance(k, str) and isinstance(obj, dict):
+            obj = obj.get(k)
+        else:
+            return None
+    return obj
 
 
 def split_system(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:

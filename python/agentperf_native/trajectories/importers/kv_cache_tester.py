@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..model import Conversation, Turn
-from .common import ImportOptions, ImportResult, SourceError, as_int, read_json
+from .common import ImportOptions, ImportResult, SourceError, as_int, dig, read_json
 
 FORMAT = "kv-cache-tester"
 _TURN_KEYS = ("t", "type", "model", "api_time", "think_time", "ttft", "input_types", "output_types", "stop")
@@ -83,14 +83,15 @@ def _session(requests: list[Any], ident: str, where: str, block_size: int, ns: i
                 nxt = calls[k + 1]
                 if isinstance(nxt.get("think_time"), (int, float)):
                     delay, source = float(nxt["think_time"]), "think_time"
-                elif isinstance(r.get("api_time"), (int, float)) and isinstance(nxt.get("t"), (int, float)):
+                elif isinstance(r.get("api_time"), (int, float)) and isinstance(nxt.get("t"), (int, float)) \
+                        and isinstance(r.get("t"), (int, float)):
                     delay, source = float(nxt["t"]) - float(r["t"]) - float(r["api_time"]), "t-api_time"
                 elif isinstance(nxt.get("t"), (int, float)) and isinstance(r.get("t"), (int, float)):
                     delay, source = float(nxt["t"]) - float(r["t"]), "t"
                 meta["delay_source"] = source
             turns.append(Turn(hash_ids=ids, input_tokens=r["in"], output_tokens=r["out"], tool_delay_s=max(0.0, delay)))
             turn_meta.append(meta)
-        model = metadata.get("model") or (metadata.get("models") or [calls[0].get("model")])[0]
+        model = metadata.get("model") or dig(metadata, "models", 0) or calls[0].get("model")
         out.append(Conversation(turns=turns, id=ident, block_size=block_size,
                                 metadata={**metadata, "model": model, "turn_metadata": turn_meta}))
     else:

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ..model import Conversation, Turn
-from .common import (ImportOptions, ImportResult, SourceError, as_int, clean_message, gap_s, message_text,
-                     parse_time_s, read_json, swe_bench_language)
+from .common import (ImportOptions, ImportResult, SourceError, as_dict, as_int, clean_message, dig, gap_s,
+                     message_text, parse_time_s, read_json, swe_bench_language)
 
 FORMAT = "mini-swe-agent"
 
@@ -46,7 +46,10 @@ def convert(path: Path, options: ImportOptions) -> ImportResult:
     if not sniff(data):
         raise SourceError(f"{path}: not a mini-swe-agent trajectory (no 'messages' and 'info')",
                           wrong_format=True)
-    info = data.get("info") or {}
+    if not isinstance(data.get("messages"), list):
+        raise SourceError(f"{path}: field 'messages' must be a list of messages; pass the original trajectory",
+                          wrong_format=True)
+    info = as_dict(data.get("info"))
     stats = _stats(info)
     messages = [m for m in data["messages"] if isinstance(m, dict)]
     system = None
@@ -88,7 +91,7 @@ def convert(path: Path, options: ImportOptions) -> ImportResult:
                           prompt_tokens=as_int(usage.get("prompt_tokens")), cached_tokens=cached))
         for key, value in (("reasoning_tokens", cdetails.get("reasoning_tokens")),
                            ("prompt_cache_miss_tokens", usage.get("prompt_cache_miss_tokens")),
-                           ("finish_reason", ((response.get("choices") or [{}])[0] or {}).get("finish_reason")),
+                           ("finish_reason", dig(response, "choices", 0, "finish_reason")),
                            ("response_time_s", parse_time_s(extra.get("timestamp"))),
                            ("cost", extra.get("cost"))):
             if value is not None:
@@ -103,7 +106,7 @@ def convert(path: Path, options: ImportOptions) -> ImportResult:
     if not turns:
         return ImportResult([], [f"{path}: records no answered model call (exit status "
                                  f"{info.get('exit_status')!r}, {api_calls} API call(s) attempted); nothing to replay"])
-    config_model = ((info.get("config") or {}).get("model") or {}).get("model_name")
+    config_model = dig(info, "config", "model", "model_name")
     metadata: dict[str, Any] = {
         "source": FORMAT, "source_file": path.name, "source_dir": path.parent.name,
         "model": config_model or model, "language": swe_bench_language(ident),

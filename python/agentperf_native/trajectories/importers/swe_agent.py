@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ..model import Conversation, Turn
-from .common import ImportOptions, ImportResult, SourceError, as_int, clean_message, read_json, swe_bench_language
+from .common import (ImportOptions, ImportResult, SourceError, as_int, as_list, clean_message, read_json,
+                     swe_bench_language)
 
 FORMAT = "swe-agent"
 
@@ -48,7 +49,7 @@ def _dict(v: Any) -> dict[str, Any]:
 def _message(m: dict[str, Any]) -> dict[str, Any]:
     out = clean_message(m)
     if out["role"] == "tool" and "tool_call_id" not in out:
-        ids = m.get("tool_call_ids") or []
+        ids = as_list(m.get("tool_call_ids"))
         if ids:
             out["tool_call_id"] = str(ids[0])
         else:  # an observation without a call id cannot be a tool message
@@ -61,7 +62,7 @@ def convert(path: Path, options: ImportOptions) -> ImportResult:
     if not sniff(data):
         raise SourceError(f"{path}: not a SWE-agent trajectory (no 'history' list)", wrong_format=True)
     history = [m for m in data["history"] if isinstance(m, dict) and isinstance(m.get("role"), str)]
-    steps = [s for s in data.get("trajectory") or [] if isinstance(s, dict)]
+    steps = [s for s in as_list(data.get("trajectory")) if isinstance(s, dict)]
     info = data.get("info") if isinstance(data.get("info"), dict) else {}
     stats = _dict(info.get("model_stats"))
     system = None
