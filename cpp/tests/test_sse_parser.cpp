@@ -420,7 +420,7 @@ TEST(inspect_done_and_malformed) {
   CHECK(inspect_sse_data("\"content\"").malformed);
   CHECK(!inspect_sse_data(" \t\r\n{}").malformed);
   CHECK(inspect_sse_data("{}") == SseEvent{});
-  CHECK(!inspect_sse_data("{").malformed);  // starts like an object: not malformed, nothing found
+  CHECK(inspect_sse_data("{").malformed);  // an object cut short: malformed, nothing found
 }
 
 TEST(inspect_content_values) {
@@ -579,11 +579,20 @@ TEST(inspect_hostile_input) {
   const char* cut[] = {R"({"a)",          R"({"a")",        R"({"a":)",        R"({"a":"x)",
                        R"({"a":[)",        R"({"a":{)",      R"({"a":tr)",      R"({"a":1,)",
                        R"({"content":"\)", R"({"usage":{"prompt_tokens":)",
-                       R"({"tool_calls":[{)", R"({"a":"\\\"}"})"};
+                       R"({"tool_calls":[{)"};
   for (const char* s : cut) {
     SseEvent e = inspect_sse_data(s);
-    CHECK_MSG(!e.has_output && !e.malformed, s);
+    CHECK_MSG(!e.has_output && e.malformed, s);
   }
+  // Escapes that look like the end of a string do not end it: a complete object.
+  CHECK(!inspect_sse_data(R"({"a":"\\\"}"})").malformed);
+  // A complete object followed by garbage, or broken inside after the output: malformed, with the
+  // output it carried before the fault still seen.
+  for (const char* s : {R"({"content":"x"} trailing)", R"({"content":"x","b" 1})", R"({"content":"x"}})"}) {
+    SseEvent e = inspect_sse_data(s);
+    CHECK_MSG(e.has_output && e.malformed, s);
+  }
+  CHECK(!inspect_sse_data("{\"content\":\"x\"} \r\n\t").malformed);  // trailing whitespace is fine
   // Every prefix of a real chunk: never crashes, never claims output before the content string
   // is complete.
   std::string chunk = R"({"choices":[{"index":0,"delta":{"content":"Hello \"w\" \\"},"finish_reason":null}],"usage":{"prompt_tokens":5}})";

@@ -17,7 +17,9 @@
 //     "prompt_cache_hit_tokens" figures; a figure that is absent is -1.
 //   - done: the data is exactly "[DONE]".
 //   - error: a top-level "error" key (whose value is not null or false), or `event: error`.
-//   - malformed: the data is neither "[DONE]" nor starts (after whitespace) with '{'.
+//   - malformed: the data is neither "[DONE]" nor one complete JSON object (not an object at all,
+//     cut short, broken inside, or followed by anything but whitespace). What the walk found before
+//     the fault (output, usage) is still reported.
 // Events are never counted as tokens: output token counts come from usage.
 //
 // Thread safety: none; one parser per stream, owned by the thread that feeds it.

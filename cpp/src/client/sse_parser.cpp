@@ -9,7 +9,8 @@
 // strings with memchr (honouring backslash escapes), so text inside string values can never be
 // taken for a key, and it knows which object it is in: "usage" figures are read only inside the
 // usage object, "cached_tokens" only inside usage.prompt_tokens_details, "error" only at top level.
-// Malformed or truncated JSON stops the walk; what was found before the fault is kept.
+// Malformed or truncated JSON stops the walk; what was found before the fault is kept, and the
+// event is marked malformed.
 #include "agentperf/sse_parser.h"
 
 #include <cstring>
@@ -72,6 +73,11 @@ class Scanner {
 
   int64_t cached_tokens = -1;
   int64_t cache_hit_tokens = -1;
+  /// Only whitespace left after the value.
+  bool at_end() {
+    ws();
+    return p_ == e_;
+  }
 
  private:
   void ws() {
@@ -269,7 +275,9 @@ SseEvent inspect_sse_data(std::string_view data) {
     return ev;
   }
   Scanner s(p, e, &ev);
-  s.object(Ctx::kTop, 1);
+  // Broken JSON (cut, a missing colon, garbage after the object): what was found before the fault
+  // is kept, and the event is malformed.
+  if (!s.object(Ctx::kTop, 1) || !s.at_end()) ev.malformed = true;
   if (ev.has_usage) {
     ev.usage.cached_tokens = s.cached_tokens >= 0 ? s.cached_tokens : s.cache_hit_tokens;
   }

@@ -19,6 +19,7 @@ D = RunConfig()
 #: Option name (the function parameter) -> RunConfig field, where the two differ.
 FIELD_OF = {"duration": "duration_s", "tier_specs": "tiers", "warmup": "warmup_s", "window": "window_s",
             "ramp": "ramp_s", "request_timeout": "request_timeout_s", "tool_delay_cap": "tool_delay_cap_s",
+            "stream_idle_timeout": "stream_idle_timeout_s",
             "sim_ttft": "sim_ttft_s", "sim_itl": "sim_itl_s", "start_turn": "random_start_turn",
             "no_cache_isolation": "cache_isolation", "idle_power": "idle_power_s"}
 #: Options whose value is converted before it reaches RunConfig.
@@ -83,6 +84,9 @@ def _hex(value: str | None) -> int | None:
               show_default=True, help="HTTP/2: agents multiplexed per connection.")
 @click.option("--request-timeout", type=DURATION, default=D.request_timeout_s, show_default=True,
               help="Per-request limit.")
+@click.option("--stream-idle-timeout", type=DURATION, default=D.stream_idle_timeout_s, show_default=True,
+              help="A response that has begun and then sends nothing for this long fails as idle_timeout "
+                   "(a server stopped mid-stream); 0 disables it.")
 @click.option("--seed", type=int, default=D.seed, show_default=True,
               help="Seeds every agent's random stream (conversations, start turns, tool delays).")
 @click.option("--run-nonce", default=None, metavar="HEX",
