@@ -21,7 +21,9 @@ import numpy as np
 import pytest
 
 import agentperf_native as ap
+from agentperf_native import _core
 from agentperf_native.engine import FLAG_NEW_CONNECTION
+from agentperf_native.failures import FirstFailures, describe
 from agentperf_native.sim.presets import BatchingParams
 from conftest import one_turn_workload
 
@@ -144,7 +146,12 @@ class H2Exchange(Exchange):
     def _data(self, payload):
         step = 16384
         for i in range(0, len(payload), step):
-            self._send(lambda c, p=payload[i:i + step]: c.send_data(self.stream_id, p))
+            piece = payload[i:i + step]
+            with self.link.window_opened:  # flow control: wait for the client's WINDOW_UPDATEs
+                while self.link.window(self.stream_id) < len(piece):
+                    if self.server.stopping or not self.link.window_opened.wait(5.0):
+                        raise Gone
+            self._send(lambda c, p=piece: c.send_data(self.stream_id, p))
 
     def _end(self):
         self._send(lambda c: c.end_stream(self.stream_id))
@@ -166,7 +173,14 @@ class H2Link:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.lock = threading.Lock()
+        self.window_opened = threading.Condition(self.lock)  # notified after every read
         self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+
+    def window(self, stream_id: int) -> int:  # under the lock
+        try:
+            return self.conn.local_flow_control_window(stream_id)
+        except h2.exceptions.StreamClosedError:
+            raise Gone from None
 
 
 class RawServer:
@@ -209,6 +223,10 @@ class RawServer:
                     self._adopt(self.listener.accept()[0])
                 except OSError:
                     break
+            # shutdown() stops the listening at once and wakes the accept thread (a close() alone
+            # would leave the socket listening while that thread sits in accept()). Only then do
+            # the clients learn of the stop, so none connects in between.
+            self.listener.shutdown(socket.SHUT_RDWR)
             self.listener.close()
             for s in self.socks:
                 self._finish(s)
@@ -314,6 +332,7 @@ class RawServer:
                     if isinstance(ev, h2.events.DataReceived):
                         link.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                 sock.sendall(link.conn.data_to_send())
+                link.window_opened.notify_all()
             for ev in events:
                 if isinstance(ev, h2.events.StreamReset):
                     self.count("client_resets")
@@ -549,6 +568,13 @@ def test_5xx_and_429_are_counted_once_each_and_not_retried(raw, protocol):
     assert set(first) == {500, 429, 503}
     for status, f in first.items():
         assert f["kind"] == "http_status" and f["body"] == '{"error":{"message":"status %d from the test server"}}' % status
+    # ... which is what the run's notes say, with each status's count.
+    listener = FirstFailures()
+    listener(records)
+    lines = describe(listener.explain(eng))
+    for status in (500, 429, 503):
+        (line,) = [x for x in lines if f"failed as http_status {status};" in x]
+        assert line.startswith(f"{server.counts[status]} failed") and f"status {status} from the test server" in line
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -638,6 +664,25 @@ def test_oversized_event_ends_the_request_with_bounded_memory(raw, protocol):
     # Each stream was dropped soon after its first MiB: the server could not push more than socket
     # and window buffers hold beyond it, nowhere near the 64 MiB it had.
     assert server.counts["most"] < 24 << 20, server.counts["most"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_one_shot_requests_bound_the_body_too(raw, protocol):
+    """The pre-flight's client keeps a whole body: past its bound (64 MiB) the answer is oversized."""
+    block = b"y" * 65536
+
+    def script(ex):
+        ex.head(content_type="application/json")
+        for _ in range(2048):  # 128 MiB, if the client kept taking it
+            ex.data(block)
+        ex.end()
+
+    server = raw(script, protocol)
+    t0 = time.monotonic()
+    resp = _core.http_request("127.0.0.1", server.port, "GET", "/v1/models", protocol=protocol, timeout_s=60)
+    assert resp["error_kind"] == "oversized" and "64 MiB" in resp["error"] and resp["status"] == 200
+    assert len(resp["body"]) <= 64 << 20
+    assert time.monotonic() - t0 < 30
 
 
 # ---------------------------------------------------------------------------------------------
