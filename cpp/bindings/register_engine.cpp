@@ -192,7 +192,8 @@ void register_engine(py::module_& m) {
 
   py::class_<Engine>(m, "Engine")
       .def(py::init([](PyWorkload& wl, std::string host, uint16_t port, std::string host_header, std::string authorization,
-                       int workers, int64_t request_timeout_ns, int64_t connect_retry_ns, uint64_t seed,
+                       int workers, int64_t request_timeout_ns, int64_t stream_idle_timeout_ns,
+                       int64_t connect_retry_ns, int64_t connect_retry_max_ns, size_t max_event_bytes, uint64_t seed,
                        bool random_start_turn, bool cache_isolation, size_t record_buffer_limit,
                        int64_t spawn_interval_ns, bool history_generated, std::string protocol, bool tls,
                        bool tls_verify, std::string ca_file, std::string tls_server_name,
@@ -205,7 +206,10 @@ void register_engine(py::module_& m) {
              c.authorization = std::move(authorization);
              c.workers = workers;
              c.request_timeout_ns = request_timeout_ns;
+             c.stream_idle_timeout_ns = stream_idle_timeout_ns;
              c.connect_retry_ns = connect_retry_ns;
+             c.connect_retry_max_ns = connect_retry_max_ns;
+             c.max_event_bytes = max_event_bytes;
              c.seed = seed;
              c.run_nonce = run_nonce;
              c.random_start_turn = random_start_turn;
@@ -227,7 +231,11 @@ void register_engine(py::module_& m) {
            }),
            py::arg("workload"), py::arg("host"), py::arg("port"), py::arg("host_header") = "",
            py::arg("authorization") = "", py::arg("workers") = 1,
-           py::arg("request_timeout_ns") = 600LL * 1'000'000'000, py::arg("connect_retry_ns") = 100'000'000,
+           py::arg("request_timeout_ns") = 600LL * 1'000'000'000,
+           py::arg("stream_idle_timeout_ns") = EngineConfig{}.stream_idle_timeout_ns,
+           py::arg("connect_retry_ns") = EngineConfig{}.connect_retry_ns,
+           py::arg("connect_retry_max_ns") = EngineConfig{}.connect_retry_max_ns,
+           py::arg("max_event_bytes") = EngineConfig{}.max_event_bytes,
            py::arg("seed") = 1, py::arg("random_start_turn") = true, py::arg("cache_isolation") = true,
            py::arg("record_buffer_limit") = size_t{1} << 22, py::arg("spawn_interval_ns") = 0,
            py::arg("history_generated") = false, py::arg("protocol") = "h1", py::arg("tls") = false,
@@ -259,5 +267,32 @@ void register_engine(py::module_& m) {
         py::array_t<uint8_t> out({static_cast<py::ssize_t>(recs.size()), static_cast<py::ssize_t>(sizeof(RequestRecord))});
         if (!recs.empty()) std::memcpy(out.mutable_data(), recs.data(), recs.size() * sizeof(RequestRecord));
         return out;
-      }, "Records finished since the last call, as raw bytes (n, RECORD_ITEMSIZE); view with the record dtype.");
+      }, "Records finished since the last call, as raw bytes (n, RECORD_ITEMSIZE); view with the record dtype.")
+      .def("first_failures", [](const Engine& e) {
+        std::vector<FailureSample> fs;
+        {
+          py::gil_scoped_release release;
+          fs = e.first_failures();
+        }
+        py::list out;
+        for (const FailureSample& f : fs) {
+          const RequestRecord& r = f.record;
+          py::dict d;
+          d["kind"] = to_string(static_cast<ErrorKind>(r.error_kind));
+          d["http_status"] = r.http_status;
+          d["conversation"] = r.conversation;
+          d["turn"] = r.turn;
+          d["max_tokens"] = r.max_tokens;
+          d["agent_id"] = r.agent_id;
+          d["request_id"] = r.request_id;
+          d["scheduled_ns"] = r.scheduled_ns;
+          d["done_ns"] = r.done_ns;
+          d["output_events"] = r.output_events;
+          d["body"] = py::bytes(f.body);
+          out.append(d);
+        }
+        return out;
+      }, "The first failed request of each (kind, http_status), earliest first: its record's fields and "
+         "body, the first bytes (at most 4 KiB) of what the server sent (the error of an HTTP status "
+         "failure, the offending event of a malformed or error stream).");
 }

@@ -5,8 +5,10 @@
 #include <cmath>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "agentperf/clock.h"
 #include "agentperf/engine.h"
 #include "agentperf/workload.h"
 #include "client/agent.h"
@@ -52,6 +54,9 @@ class TestHost final : public AgentHost {
   void record_gap(int64_t) override { ++gaps; }
   void commit(const RequestRecord& r) override { records.push_back(r); }
   void remove_agent(Agent*) override { ++removed; }
+  void keep_failure(const RequestRecord& r, std::string_view body) override {
+    kept.push_back({static_cast<ErrorKind>(r.error_kind), std::string(body)});
+  }
 
   /// Fires the earliest timer; false when none is queued.
   bool fire_next(int64_t* at = nullptr) {
@@ -86,6 +91,11 @@ class TestHost final : public AgentHost {
   std::vector<Connection*> to_close;
   std::vector<Timer> timers;
   std::vector<RequestRecord> records;
+  struct Kept {
+    ErrorKind kind;
+    std::string body;
+  };
+  std::vector<Kept> kept;  // keep_failure(): every failure with what the server sent
   int started = 0, removed = 0, gaps = 0;
   int64_t engaged = 0;
   uint64_t request_seq = 0;
@@ -255,7 +265,8 @@ TEST(agent_connect_failure_retries_the_same_turn_after_a_pause) {
   int64_t at = 0;
   h.refuse_connections = false;
   CHECK(h.fire_next(&at));
-  CHECK_EQ(at, h.records[0].done_ns + 7'000'000);
+  // The first backoff step: uniform in [retry/2, retry].
+  CHECK(at >= h.records[0].done_ns + 3'500'000 && at <= h.records[0].done_ns + 7'000'000);
   CHECK(a.in_flight());
   CHECK_EQ(a.turn(), 0);  // the same turn again
   // A connection that fails while the agent waits for it: a kConnect record.
@@ -406,5 +417,167 @@ TEST(agent_failure_paths_each_make_one_record) {
     while (h.fire_next()) {
     }
     CHECK_EQ(h.records.size(), size_t{1});
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Faults: connect backoff, idle streams, oversized responses, what a failure keeps
+
+TEST(agent_connect_backoff_grows_is_capped_and_resets_once_connected) {
+  EngineConfig cfg = plain_config();
+  cfg.connect_retry_ns = 10'000'000;
+  cfg.connect_retry_max_ns = 80'000'000;
+  TestHost h(cfg, chat_workload(1, 3));
+  h.refuse_connections = true;
+  Agent a(h);
+  a.assign(1);
+  a.begin();
+  // Every refused attempt is a record; the wait before the next one doubles up to the cap.
+  const int64_t ceilings[] = {10'000'000, 20'000'000, 40'000'000, 80'000'000, 80'000'000, 80'000'000};
+  for (int64_t b : ceilings) {
+    int64_t at = 0;
+    const RequestRecord last = h.records.back();
+    CHECK(h.fire_next(&at));
+    const int64_t wait = at - last.done_ns;
+    CHECK_MSG(wait >= b / 2 && wait <= b, "wait " << wait << " for a ceiling of " << b);
+    CHECK_EQ(static_cast<int>(h.records.back().error_kind), static_cast<int>(ErrorKind::kConnect));
+    CHECK_EQ(h.records.back().turn, 0);  // the same turn, never skipped
+  }
+  CHECK_EQ(h.records.size(), size_t{7});
+  CHECK_EQ(h.started, 7);
+  // The server is back: the request goes out and completes; the next refusal starts from the base.
+  h.refuse_connections = false;
+  MemoryConnection* c = h.fire_until_sent();
+  CHECK(c != nullptr);
+  c->deliver(sse_response("hi", 2), now_ns());
+  CHECK_EQ(static_cast<int>(h.records.back().error_kind), 0);
+  c->closed_by_peer = true;
+  h.refuse_connections = true;
+  h.fire_next();  // turn 1: the server closed the idle connection and refuses a new one
+  CHECK_EQ(static_cast<int>(h.records.back().error_kind), static_cast<int>(ErrorKind::kConnect));
+  int64_t at = 0;
+  const int64_t done = h.records.back().done_ns;
+  CHECK(h.fire_next(&at));
+  CHECK(at - done >= 5'000'000 && at - done <= 10'000'000);
+}
+
+TEST(agent_idle_stream_times_out_after_its_headers_only) {
+  EngineConfig cfg = plain_config();
+  cfg.stream_idle_timeout_ns = 50'000'000;
+  cfg.request_timeout_ns = 600'000'000'000;
+  TestHost h(cfg, chat_workload(1, 3));
+  Agent a(h);
+  a.assign(1);
+  a.begin();
+  MemoryConnection* c = h.fire_until_sent();
+  // Before the headers only the request timeout is armed (a queued request may wait long).
+  CHECK_EQ(h.timers.size(), size_t{1});
+  const int64_t t0 = now_ns();
+  c->deliver("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n", t0);
+  CHECK_EQ(h.timers.size(), size_t{2});
+  // Bytes keep coming: when the idle timer fires it re-arms from the last byte, no record.
+  const int64_t t1 = t0 + 30'000'000;
+  c->deliver("data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n", t1);
+  int64_t at = 0;
+  CHECK(h.fire_next(&at));
+  CHECK_EQ(at, t0 + 50'000'000);
+  CHECK(h.records.empty());
+  CHECK(h.fire_next(&at));
+  CHECK_EQ(at, t1 + 50'000'000);
+  // The clock has not reached t1 + 50 ms yet (t1 lies in the future): re-armed once more.
+  CHECK(h.records.empty());
+  // Silence since long ago: the stream is given up as idle_timeout, the connection closed.
+  c->deliver("data: {\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n\n", now_ns() - 60'000'000);
+  while (h.records.empty() && h.fire_next()) {
+  }
+  CHECK_EQ(h.records.size(), size_t{1});
+  CHECK_EQ(static_cast<int>(h.records[0].error_kind), static_cast<int>(ErrorKind::kIdleTimeout));
+  CHECK_EQ(h.records[0].output_events, 2);
+  CHECK(!c->is_open());
+  CHECK(a.turn() == 1);  // the agent goes on with its next turn
+  // 0 turns it off: only the request timeout remains.
+  cfg.stream_idle_timeout_ns = 0;
+  TestHost h2(cfg, chat_workload(1, 3));
+  Agent b(h2);
+  b.assign(1);
+  b.begin();
+  MemoryConnection* c2 = h2.fire_until_sent();
+  c2->deliver("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n", now_ns() - 1'000'000'000);
+  CHECK_EQ(h2.timers.size(), size_t{1});
+}
+
+TEST(agent_oversized_event_or_headers_end_the_request_as_oversized) {
+  // An SSE line that never ends: dropped once past max_event_bytes, from a timer (never inside
+  // the connection's callback), with the time it was seen.
+  {
+    EngineConfig cfg = plain_config();
+    cfg.max_event_bytes = 4096;
+    TestHost h(cfg, chat_workload(1, 3));
+    Agent a(h);
+    a.assign(1);
+    a.begin();
+    MemoryConnection* c = h.fire_until_sent();
+    c->deliver("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: {\"choices\":[{\"delta\":{\"content\":\"", 5);
+    c->deliver(std::string(3000, 'x'), 6);
+    CHECK(h.records.empty());
+    c->deliver(std::string(3000, 'x'), 7);  // past 4 KiB
+    CHECK(h.records.empty());
+    c->deliver(std::string(100000, 'x'), 8);  // more of it in the same loop iteration: ignored
+    h.fire_next();
+    CHECK_EQ(h.records.size(), size_t{1});
+    CHECK_EQ(static_cast<int>(h.records[0].error_kind), static_cast<int>(ErrorKind::kOversized));
+    CHECK_EQ(h.records[0].done_ns, int64_t{7});
+    CHECK(!c->is_open());
+    CHECK_EQ(h.kept.size(), size_t{1});
+    CHECK_EQ(h.kept[0].body.size(), kFailureBodyBytes);  // the start of the body, bounded
+    CHECK(h.kept[0].body.rfind("data: {", 0) == 0);
+    // The next turn goes on a new connection and succeeds.
+    MemoryConnection* d = h.fire_until_sent();
+    CHECK(d != c);
+    d->deliver(sse_response("ok", 2), 20);
+    CHECK_EQ(static_cast<int>(h.records.back().error_kind), 0);
+  }
+  // Response headers past 64 KiB (HTTP/1.1): the same kind, at once.
+  {
+    TestHost h(plain_config(), chat_workload(1, 3));
+    Agent a(h);
+    a.assign(1);
+    a.begin();
+    MemoryConnection* c = h.fire_until_sent();
+    c->deliver("HTTP/1.1 200 OK\r\nX-Big: " + std::string(70 * 1024, 'h') + "\r\n\r\n", 5);
+    CHECK_EQ(h.records.size(), size_t{1});
+    CHECK_EQ(static_cast<int>(h.records[0].error_kind), static_cast<int>(ErrorKind::kOversized));
+    CHECK(!c->is_open());
+  }
+}
+
+TEST(agent_failures_keep_what_the_server_sent) {
+  TestHost h(plain_config(), chat_workload(1, 4));
+  Agent a(h);
+  a.assign(1);
+  a.begin();
+  MemoryConnection* c = h.fire_until_sent();
+  // An HTTP status failure: its body (the server's error).
+  const std::string err = "{\"error\":{\"message\":\"maximum context length is 8 tokens\"}}";
+  c->deliver("HTTP/1.1 400 Bad Request\r\nContent-Length: " + std::to_string(err.size()) + "\r\n\r\n" + err, 10);
+  // A malformed event after a good one: that event's data.
+  h.fire_next();
+  std::string body = "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\ndata: <html>oops</html>\n\n";
+  c->deliver("HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body, 20);
+  // A success keeps nothing.
+  h.fire_next();
+  c->deliver(sse_response("ok", 2), 30);
+  // An error body larger than 4 KiB: its first 4 KiB.
+  h.fire_next();
+  const std::string big(10000, 'e');
+  c->deliver("HTTP/1.1 503 Busy\r\nContent-Length: " + std::to_string(big.size()) + "\r\n\r\n" + big, 40);
+  CHECK_EQ(h.records.size(), size_t{4});
+  CHECK_EQ(h.kept.size(), size_t{3});
+  if (h.kept.size() == 3) {
+    CHECK_EQ(static_cast<int>(h.kept[0].kind), static_cast<int>(ErrorKind::kHttpStatus));
+    CHECK(h.kept[0].body == err);
+    CHECK_EQ(static_cast<int>(h.kept[1].kind), static_cast<int>(ErrorKind::kSseMalformed));
+    CHECK(h.kept[1].body == "<html>oops</html>");
+    CHECK_EQ(h.kept[2].body.size(), kFailureBodyBytes);
   }
 }

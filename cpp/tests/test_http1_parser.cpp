@@ -446,7 +446,7 @@ TEST(http1_header_size_limit) {
   const std::string big = "HTTP/1.1 200 OK\r\nX-Big: " + std::string(70 * 1024, 'a') + "\r\nContent-Length: 0\r\n\r\n";
   for (const auto& pieces : {whole(big), bytewise(big), split_at(big, 30000)}) {
     std::vector<Response> got = drive(big, pieces, true);
-    CHECK_MSG(got.size() == 1 && got[0].error == Http1ParseError::kBadHeader && got[0].headers_calls == 0,
+    CHECK_MSG(got.size() == 1 && got[0].error == Http1ParseError::kHeadersTooLarge && got[0].headers_calls == 0,
               describe(got));
   }
   // Many small headers adding up past the limit.
@@ -456,12 +456,12 @@ TEST(http1_header_size_limit) {
   CHECK(many.size() > 64 * 1024);
   for (const auto& pieces : {whole(many), bytewise(many)}) {
     std::vector<Response> got = drive(many, pieces, false);
-    CHECK_MSG(got.size() == 1 && got[0].error == Http1ParseError::kBadHeader, describe(got));
+    CHECK_MSG(got.size() == 1 && got[0].error == Http1ParseError::kHeadersTooLarge, describe(got));
   }
   // A status line that never ends.
   const std::string endless = "HTTP/1.1 200 " + std::string(65 * 1024, 'r');
   std::vector<Response> got = drive(endless, whole(endless), false);
-  CHECK_MSG(got.size() == 1 && got[0].error == Http1ParseError::kBadHeader, describe(got));
+  CHECK_MSG(got.size() == 1 && got[0].error == Http1ParseError::kHeadersTooLarge, describe(got));
 
   // Just under the limit is fine.
   const std::string prefix = "HTTP/1.1 200 OK\r\nX-Big: ";
@@ -474,7 +474,7 @@ TEST(http1_header_size_limit) {
   // One byte more is not.
   const std::string over = prefix + std::string(64 * 1024 - prefix.size() - suffix.size() + 1, 'b') + suffix + "ok";
   got = drive(over, whole(over), false);
-  CHECK_MSG(got.size() == 1 && got[0].error == Http1ParseError::kBadHeader, describe(got));
+  CHECK_MSG(got.size() == 1 && got[0].error == Http1ParseError::kHeadersTooLarge, describe(got));
 }
 
 TEST(http1_long_stream_and_line_limits) {
@@ -506,7 +506,7 @@ TEST(http1_long_stream_and_line_limits) {
   }
   for (const auto& pieces : {whole(long_trailers), bytewise(long_trailers)}) {
     std::vector<Response> got = drive(long_trailers, pieces, true);
-    CHECK_MSG(got.size() == 1 && same(got[0], failed(Http1ParseError::kBadHeader, 200, "abcde")), describe(got));
+    CHECK_MSG(got.size() == 1 && same(got[0], failed(Http1ParseError::kHeadersTooLarge, 200, "abcde")), describe(got));
   }
 }
 

@@ -76,6 +76,7 @@ struct ResponseSpec {
   size_t event_bytes = 0;    ///< 0: short events
   bool informational = false;  ///< a 100 (Continue) HEADERS frame first
   bool trailers = false;       ///< END_STREAM on a trailing HEADERS frame
+  int pad_headers = 0;         ///< this many extra 1000-byte header fields (x-pad-N)
 
   ResponseSpec with_status(int s) const { ResponseSpec r = *this; r.status = s; return r; }
   ResponseSpec with_informational() const { ResponseSpec r = *this; r.informational = true; return r; }
@@ -127,7 +128,11 @@ class TestServer {
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, &TestServer::on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, &TestServer::on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, &TestServer::on_stream_close);
-    nghttp2_session_server_new(&s_, cb, this);
+    nghttp2_option* opt;
+    nghttp2_option_new(&opt);
+    nghttp2_option_set_max_send_header_block_length(opt, 1 << 20);  // oversized responses are sent
+    nghttp2_session_server_new2(&s_, cb, this, opt);
+    nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
     nghttp2_settings_entry iv[1] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, o_.max_concurrent_streams}};
     nghttp2_submit_settings(s_, NGHTTP2_FLAG_NONE, iv, o_.max_concurrent_streams ? 1 : 0);
@@ -150,6 +155,10 @@ class TestServer {
     st.trailers = spec.trailers;
     std::string status = std::to_string(spec.status);
     std::vector<nghttp2_nv> nva = {nv(":status", status), nv("content-type", "text/event-stream")};
+    std::vector<std::string> pad_names;
+    const std::string pad(1000, 'p');
+    for (int i = 0; i < spec.pad_headers; ++i) pad_names.push_back("x-pad-" + std::to_string(i));
+    for (const std::string& name : pad_names) nva.push_back(nv(name, pad));
     h2_data_provider body{};
     body.source.ptr = &st;
     body.read_callback = &TestServer::read_body;
@@ -1000,4 +1009,39 @@ TEST(h2_get_with_request_id_extra_headers_and_response_headers) {
   CHECK(!pseudo);  // :status is reported as the status, not as a field
   CHECK_EQ(r.fields.size(), size_t{1});
   if (!r.fields.empty()) CHECK_EQ(r.fields[0].first + "=" + r.fields[0].second, "content-type=text/event-stream");
+}
+
+TEST(h2_oversized_response_headers_fail_only_that_stream) {
+  // 80 header fields of 1000 bytes: past the 64 KiB bound (as HTTP/1.1's parser): that stream fails
+  // as oversized, the connection and the other streams go on.
+  TestServer server(ServerOptions{}.held());
+  auto client = make_http2_session(SessionOptions{}, false);
+  client->on_connected();
+  Pump pump{*client, server};
+  Body b1("{\"a\":1}"), b2("{\"b\":2}");
+  Recorder r1, r2;
+  int32_t id1 = submit(*client, b1, r1);
+  int32_t id2 = submit(*client, b2, r2);
+  pump.run();
+  ResponseSpec big = events(2);
+  big.pad_headers = 80;
+  server.respond(id1, big);
+  pump.run();
+  check_failed(r1, ErrorKind::kOversized);
+  CHECK_EQ(r1.headers_calls, 0);
+  CHECK(server.streams[id1].rst_received);
+  server.respond(id2, events(2));
+  pump.run();
+  check_complete(r2, 200, sse_body(id2, 2, 0));
+  CHECK(pump.read_ok && client->reusable());
+  // Just under the bound (60 fields): fine.
+  Body b3("{\"c\":3}");
+  Recorder r3;
+  int32_t id3 = submit(*client, b3, r3);
+  pump.run();
+  ResponseSpec fits = events(1);
+  fits.pad_headers = 60;
+  server.respond(id3, fits);
+  pump.run();
+  check_complete(r3, 200, sse_body(id3, 1, 0));
 }

@@ -420,7 +420,7 @@ TEST(inspect_done_and_malformed) {
   CHECK(inspect_sse_data("\"content\"").malformed);
   CHECK(!inspect_sse_data(" \t\r\n{}").malformed);
   CHECK(inspect_sse_data("{}") == SseEvent{});
-  CHECK(!inspect_sse_data("{").malformed);  // starts like an object: not malformed, nothing found
+  CHECK(inspect_sse_data("{").malformed);  // an object cut short: malformed, nothing found
 }
 
 TEST(inspect_content_values) {
@@ -579,11 +579,20 @@ TEST(inspect_hostile_input) {
   const char* cut[] = {R"({"a)",          R"({"a")",        R"({"a":)",        R"({"a":"x)",
                        R"({"a":[)",        R"({"a":{)",      R"({"a":tr)",      R"({"a":1,)",
                        R"({"content":"\)", R"({"usage":{"prompt_tokens":)",
-                       R"({"tool_calls":[{)", R"({"a":"\\\"}"})"};
+                       R"({"tool_calls":[{)"};
   for (const char* s : cut) {
     SseEvent e = inspect_sse_data(s);
-    CHECK_MSG(!e.has_output && !e.malformed, s);
+    CHECK_MSG(!e.has_output && e.malformed, s);
   }
+  // Escapes that look like the end of a string do not end it: a complete object.
+  CHECK(!inspect_sse_data(R"({"a":"\\\"}"})").malformed);
+  // A complete object followed by garbage, or broken inside after the output: malformed, with the
+  // output it carried before the fault still seen.
+  for (const char* s : {R"({"content":"x"} trailing)", R"({"content":"x","b" 1})", R"({"content":"x"}})"}) {
+    SseEvent e = inspect_sse_data(s);
+    CHECK_MSG(e.has_output && e.malformed, s);
+  }
+  CHECK(!inspect_sse_data("{\"content\":\"x\"} \r\n\t").malformed);  // trailing whitespace is fine
   // Every prefix of a real chunk: never crashes, never claims output before the content string
   // is complete.
   std::string chunk = R"({"choices":[{"index":0,"delta":{"content":"Hello \"w\" \\"},"finish_reason":null}],"usage":{"prompt_tokens":5}})";
@@ -649,4 +658,95 @@ TEST(sse_text_is_the_raw_escaped_content) {
   CHECK(ev.text.empty());  // reasoning is not fed back as the reply
   ev = inspect_sse_data(R"({"choices":[{"text":"tok","index":0}]})");
   CHECK_EQ(std::string(ev.text), std::string("tok"));
+}
+
+TEST(sse_event_bound_unterminated_line) {
+  // A line that never ends (no newline for more than the bound): the parser stops buffering.
+  SseParser p;
+  p.set_max_event_bytes(4096);
+  std::string chunk(1000, 'x');
+  std::vector<SseEvent> got;
+  auto on = [&](const SseEvent& e) { got.push_back(e); };
+  std::string first = "data: {\"choices\":[{\"delta\":{\"content\":\"";
+  p.feed(first.data(), first.size(), on);
+  for (int i = 0; i < 3; ++i) p.feed(chunk.data(), chunk.size(), on);
+  CHECK(!p.overflowed());  // ~3 KiB: within the bound
+  for (int i = 0; i < 1000; ++i) p.feed(chunk.data(), chunk.size(), on);  // 1 MB more
+  CHECK(p.overflowed());
+  CHECK(got.empty());
+  // Sticky: even a complete event after it is ignored, until reset().
+  std::string ok = "\n\ndata: {\"text\":\"a\"}\n\n";
+  p.feed(ok.data(), ok.size(), on);
+  CHECK(got.empty());
+  p.reset();
+  CHECK(!p.overflowed());
+  CHECK_EQ(feed_all(p, "data: {\"text\":\"a\"}\n\n").size(), 1u);
+}
+
+TEST(sse_event_bound_in_one_feed_and_joined_data) {
+  // One line longer than the bound inside a single feed.
+  {
+    SseParser p;
+    p.set_max_event_bytes(2048);
+    std::string line = "data: {\"text\":\"" + std::string(5000, 'y') + "\"}\n\n";
+    CHECK(feed_all(p, line).empty());
+    CHECK(p.overflowed());
+  }
+  // Many data lines of one event, each short, joined past the bound.
+  {
+    SseParser p;
+    p.set_max_event_bytes(2048);
+    std::string ev;
+    for (int i = 0; i < 100; ++i) ev += "data: " + std::string(50, 'z') + "\n";
+    CHECK(feed_all(p, ev).empty());
+    CHECK(p.overflowed());
+  }
+  // Exactly at the bound is fine, whether the line comes whole or byte by byte.
+  {
+    const std::string payload = "{\"text\":\"" + std::string(2048 - 6 - 11, 'w') + "\"}";
+    const std::string line = "data: " + payload;  // 2048 bytes without its newline
+    CHECK_EQ(line.size(), size_t{2048});
+    for (size_t step : {line.size() + 2, size_t{1}, size_t{333}}) {
+      SseParser p;
+      p.set_max_event_bytes(2048);
+      const std::string s = line + "\n\n";
+      std::vector<SseEvent> got;
+      std::string seen;
+      for (size_t i = 0; i < s.size(); i += step)
+        p.feed(s.data() + i, std::min(step, s.size() - i), [&](const SseEvent& e) {
+          got.push_back(e);
+          seen = std::string(p.event_data());
+        });
+      CHECK(!p.overflowed());
+      CHECK_EQ(got.size(), 1u);
+      CHECK(seen == payload);
+    }
+  }
+  // Normal streams far longer than the bound in total are never affected: the bound is per event.
+  {
+    SseParser p;
+    p.set_max_event_bytes(1024);
+    std::string s;
+    for (int i = 0; i < 5000; ++i) s += "data: {\"text\":\"t" + std::to_string(i) + "\"}\n\n";
+    CHECK_EQ(feed_all(p, s).size(), 5000u);
+    CHECK(!p.overflowed());
+  }
+}
+
+TEST(sse_event_data_shows_the_event_in_the_callback) {
+  SseParser p;
+  std::vector<std::string> data;
+  std::string s = "data: {\"text\":\"a\"}\n\ndata: not json\n\ndata: {\"x\":\ndata: 1}\n\nevent: error\ndata: {\"error\":\"e\"}\n\n";
+  for (size_t step : {s.size(), size_t{1}, size_t{7}}) {
+    data.clear();
+    for (size_t i = 0; i < s.size(); i += step)
+      p.feed(s.data() + i, std::min(step, s.size() - i), [&](const SseEvent&) { data.emplace_back(p.event_data()); });
+    CHECK_EQ(data.size(), 4u);
+    if (data.size() == 4) {
+      CHECK(data[0] == "{\"text\":\"a\"}");
+      CHECK(data[1] == "not json");
+      CHECK(data[2] == "{\"x\":\n1}");
+      CHECK(data[3] == "{\"error\":\"e\"}");
+    }
+  }
 }

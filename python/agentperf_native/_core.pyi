@@ -78,7 +78,8 @@ class Workload:
 
 class Engine:
     def __init__(self, workload: Workload, host: str, port: int, host_header: str = "", authorization: str = "",
-                 workers: int = 1, request_timeout_ns: int = ..., connect_retry_ns: int = ..., seed: int = 1,
+                 workers: int = 1, request_timeout_ns: int = ..., stream_idle_timeout_ns: int = ...,
+                 connect_retry_ns: int = ..., connect_retry_max_ns: int = ..., max_event_bytes: int = ..., seed: int = 1,
                  random_start_turn: bool = True, cache_isolation: bool = True, record_buffer_limit: int = ...,
                  spawn_interval_ns: int = 0, history_generated: bool = False, protocol: str = "h1",
                  tls: bool = False, tls_verify: bool = True, ca_file: str = "", tls_server_name: str = "",
@@ -97,6 +98,7 @@ class Engine:
     def running(self) -> bool: ...
     def snapshot(self) -> dict[str, Any]: ...
     def drain_records(self) -> npt.NDArray[np.uint8]: ...
+    def first_failures(self) -> list[dict[str, Any]]: ...
 
 class BaselineReader:
     def __init__(self, host: str, port: int, path: str = "/v1/chat/completions", *, body: bytes, streams: int,

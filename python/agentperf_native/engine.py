@@ -84,6 +84,14 @@ class Engine:
     ``spawn_interval_s`` is the minimum gap between agent arrivals when the concurrency rises (a
     ramp; 0 adds them all at once).
 
+    Faults: ``request_timeout_s`` bounds a request from its scheduled time to its end (``timeout``).
+    ``stream_idle_timeout_s`` bounds the silence on a stream once its response headers arrived
+    (``idle_timeout``; 0: off): a server that stops mid-stream is seen in that time, not at the
+    request timeout. A refused connect is retried with capped exponential backoff per agent
+    (``connect_retry_s`` doubling up to ``connect_retry_max_s``, jittered), every attempt a
+    ``connect`` record. One SSE event over ``max_event_bytes`` (or response headers over 64 KiB)
+    ends its request as ``oversized``. HTTP status failures (5xx, 429) are counted, never retried.
+
     Use as a context manager, or call :meth:`start` and :meth:`stop`. Every method releases the
     GIL while the native side works; none blocks longer than a thread join.
     """
@@ -93,12 +101,17 @@ class Engine:
                  seed: int = 1, random_start_turn: bool = True, cache_isolation: bool = True,
                  spawn_interval_s: float = 0.0, history: str | None = None, protocol: str = "auto",
                  ca_file: str | None = None, insecure: bool = False, streams_per_connection: int = 100,
-                 run_nonce: int = 0) -> None:
+                 run_nonce: int = 0, stream_idle_timeout_s: float = 60.0, connect_retry_s: float = 0.1,
+                 connect_retry_max_s: float = 5.0, max_event_bytes: int = 1 << 20) -> None:
         self.endpoint = url if isinstance(url, Endpoint) else Endpoint.parse(url)
         self.workload = workload
         self.workers = workers or default_workers()
         if request_timeout_s <= 0:
             raise ValueError("request_timeout_s must be > 0")
+        if stream_idle_timeout_s < 0:
+            raise ValueError("stream_idle_timeout_s must be >= 0 (0: off)")
+        if connect_retry_s <= 0 or connect_retry_max_s < connect_retry_s:
+            raise ValueError("connect_retry_s must be > 0 and connect_retry_max_s >= connect_retry_s")
         self._core = _core.Engine(
             workload.core,
             host=self.endpoint.host,
@@ -106,6 +119,10 @@ class Engine:
             authorization=f"Bearer {api_key}" if api_key else "",
             workers=self.workers,
             request_timeout_ns=int(request_timeout_s * 1e9),
+            stream_idle_timeout_ns=int(stream_idle_timeout_s * 1e9),
+            connect_retry_ns=int(connect_retry_s * 1e9),
+            connect_retry_max_ns=int(connect_retry_max_s * 1e9),
+            max_event_bytes=int(max_event_bytes),
             seed=seed,
             random_start_turn=random_start_turn,
             cache_isolation=cache_isolation,
@@ -152,6 +169,17 @@ class Engine:
         """Records finished since the last call, as a structured array of :data:`RECORD_DTYPE`."""
         raw = self._core.drain_records()
         return raw.reshape(-1).view(RECORD_DTYPE) if raw.size else np.empty(0, dtype=RECORD_DTYPE)
+
+    def first_failures(self) -> list[dict[str, Any]]:
+        """The first failed request of each (kind, HTTP status) since the engine was made, earliest
+        first: ``kind``, ``http_status``, ``conversation``, ``turn``, ``max_tokens``, ``agent_id``,
+        ``request_id``, ``scheduled_ns``, ``done_ns``, ``output_events`` and ``body``: what the server
+        sent (at most 4 KiB, decoded as UTF-8 with replacement): an HTTP status failure's error, a
+        malformed or error event's data, else the start of the response body."""
+        out = self._core.first_failures()
+        for f in out:
+            f["body"] = f["body"].decode("utf-8", "replace")
+        return out
 
     def __enter__(self) -> "Engine":
         return self.start()

@@ -1,20 +1,19 @@
 """The first failure of each kind, shown with its reason.
 
 A run whose requests fail (a context limit, a refused field, an overloaded server) must say why, not
-only how many. The engine keeps each record's kind and HTTP status; this module keeps the first
-record of each (kind, status) as the run goes (an orchestrator listener) and, after the run, sends
-that same turn once more to capture what the server answered (for HTTP status failures, which a
-server repeats for the same request). The result goes into the run's notes and summary.
+only how many. This module counts the failures of each (kind, HTTP status) as the run goes (an
+orchestrator listener); the engine itself keeps the first failed request of each with what the
+server sent (``Engine.first_failures``: an HTTP status failure's error body, a malformed or error
+event's data, at most 4 KiB), so the reason is the one the server gave at the time, never a second
+request after the run. The result goes into the run's notes and summary.
 """
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
+from .endpoint import Response
 from .engine import ERROR_KINDS
-from .endpoint import Endpoint, Transport, fetch
 
 HTTP_STATUS = ERROR_KINDS.index("http_status") if "http_status" in ERROR_KINDS else -1
 CANCELLED = ERROR_KINDS.index("cancelled") if "cancelled" in ERROR_KINDS else -1
@@ -35,25 +34,18 @@ class FirstFailures:
                                    "conversation": int(r["conversation"]), "turn": int(r["turn"]),
                                    "max_tokens": int(r["max_tokens"])}
 
-    def explain(self, endpoint: Endpoint, transport: Transport, workload, model: str) -> list[dict]:
-        """Each kind's first failure, with the server's answer to the same turn sent again (HTTP
-        status failures only)."""
+    def explain(self, engine) -> list[dict]:
+        """Each kind's first failure with its count and, from the engine's copy, what the server sent
+        (``body``, an excerpt; absent when the server sent nothing)."""
+        kept = {(f["kind"], f["http_status"]): f for f in engine.first_failures()}
         out = []
         for key, f in self.first.items():
             f = dict(f, count=self.counts[key])
-            if key[0] == HTTP_STATUS:
-                try:
-                    messages = workload.core.turn_body(f["conversation"], f["turn"]).decode()
-                    body: dict = {"model": model, "stream": True}
-                    if f["max_tokens"] > 0:
-                        body["max_tokens"] = f["max_tokens"]
-                    raw = json.dumps(body)[:-1] + "," + messages + "}"
-                    resp = fetch(endpoint, transport, "POST", workload.request_path, raw.encode(), stream=True,
-                                 root=True)
-                    f["resent_status"] = resp.status
-                    f["body"] = resp.excerpt(400) if not resp.error_kind else resp.error
-                except Exception as e:  # noqa: BLE001 - the explanation is best effort
-                    f["body"] = f"(could not re-send it: {e})"
+            sample = kept.get((f["kind"], f["http_status"]))
+            if sample is not None:
+                f.update(conversation=sample["conversation"], turn=sample["turn"], max_tokens=sample["max_tokens"])
+                if sample["body"].strip():
+                    f["body"] = Response(sample["http_status"], sample["body"].encode()).excerpt(400)
             out.append(f)
         return out
 
@@ -63,10 +55,7 @@ def describe(failures: list[dict]) -> list[str]:
     for f in failures:
         what = f["kind"] + (f" {f['http_status']}" if f["http_status"] else "")
         line = f"{f['count']} failed as {what}; the first (conversation {f['conversation']}, turn {f['turn']})"
-        status = f.get("resent_status")
-        if "body" in f and status and 200 <= status < 300:
-            line += f", sent again after the run, succeeded (HTTP {status}): the failure was transient"
-        elif "body" in f:
-            line += f", sent again after the run, answered HTTP {status}: {f['body']}"
+        if f.get("body"):
+            line += f" answered: {f['body']}" if f["kind"] == "http_status" else f", the server sent: {f['body']}"
         lines.append(line)
     return lines

@@ -9,7 +9,6 @@ the run is incomplete.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import os
 import sys
@@ -48,6 +47,7 @@ class RunConfig:
     api_key_env: str | None = None  # the API key: from this environment variable, or
     api_key_file: str | None = None  # from this file's first line (never from the command line)
     request_timeout_s: float = 600.0
+    stream_idle_timeout_s: float = 60.0  # a begun response silent this long fails as idle_timeout (0: off)
     seed: int = 1
     run_nonce: int | None = None  # None: from the OS; mixed into cache-isolation prefixes (replays: set it)
     random_start_turn: bool = True
@@ -261,7 +261,8 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None],
         })
         spawn = cfg.ramp_s / cfg.concurrency if cfg.concurrency else 0.0
         engine = Engine(endpoint, workload, workers=cfg.workers, api_key=api_key,
-                        request_timeout_s=cfg.request_timeout_s, seed=cfg.seed,
+                        request_timeout_s=cfg.request_timeout_s, stream_idle_timeout_s=cfg.stream_idle_timeout_s,
+                        seed=cfg.seed,
                         random_start_turn=cfg.random_start_turn, cache_isolation=cfg.cache_isolation,
                         spawn_interval_s=spawn, protocol=cfg.protocol, ca_file=cfg.ca_file, insecure=cfg.insecure,
                         streams_per_connection=cfg.streams_per_connection, run_nonce=run_nonce)
@@ -434,9 +435,7 @@ async def _run(cfg: RunConfig, ctx: RunContext, orch: Orchestrator, tiers: list[
             if metrics is not None:
                 metrics.write_csv(ctx.out / "server_metrics.csv")
             if ctx.first_failures.first:
-                explained = await asyncio.to_thread(ctx.first_failures.explain, ctx.endpoint,
-                                                    ctx.transport or Transport(), ctx.workload, ctx.model)
-                for line in describe_failures(explained):
+                for line in describe_failures(ctx.first_failures.explain(ctx.engine)):
                     notes.append(line)
                     display.log(f"note: {line}")
             if power:

@@ -53,7 +53,18 @@ struct EngineConfig {
   uint32_t streams_per_connection = 100;
   int workers = 1;                      ///< worker threads (each with its own event loop)
   int64_t request_timeout_ns = 600LL * 1'000'000'000;  ///< scheduled → complete, else kTimeout
-  int64_t connect_retry_ns = 100'000'000;  ///< minimum wait after a connect failure before retrying
+  /// Once a response has begun (its headers arrived), the longest silence on its stream before it
+  /// is given up as kIdleTimeout; 0: never. Before the headers only the request timeout applies (a
+  /// request queued by a busy server may legitimately wait long for its first byte).
+  int64_t stream_idle_timeout_ns = 60LL * 1'000'000'000;
+  /// Connect retries back off per agent: after n consecutive connect failures the agent waits
+  /// uniformly in [b/2, b], b = min(connect_retry_max_ns, connect_retry_ns · 2^(n-1)), drawn from its
+  /// own random stream; a connection that comes up resets n. Every failed attempt is a kConnect record.
+  int64_t connect_retry_ns = 100'000'000;
+  int64_t connect_retry_max_ns = 5'000'000'000;
+  /// One SSE event (an unterminated line, or an event's joined data) larger than this ends the
+  /// request as kOversized (the parser stops buffering).
+  size_t max_event_bytes = size_t{1} << 20;
   /// Seeds every agent's random stream (conversation choice, start turn, tool delays), a function of
   /// (seed, global agent id), and the cache-isolation prefixes.
   uint64_t seed = 1;
@@ -98,6 +109,18 @@ struct EngineSnapshot {
   std::string last_connection_error;    ///< the most recent connect / TLS failure, in words
 };
 
+/// The first failed request of one (error kind, HTTP status), kept by the engine with what the
+/// server sent: for an HTTP status failure the start of its body (the server's error), for a
+/// malformed or error SSE event that event's data, else the start of the response body (may be
+/// empty). At most kFailureBodyBytes of it.
+struct FailureSample {
+  RequestRecord record;
+  std::string body;
+};
+constexpr size_t kFailureBodyBytes = 4096;
+/// Distinct (kind, status) pairs kept; later ones are only counted.
+constexpr size_t kMaxFailureSamples = 64;
+
 class Worker;
 class TlsContext;
 
@@ -123,6 +146,9 @@ class Engine {
   EngineSnapshot snapshot() const;
   /// Moves out every record finished since the last drain (all workers, unordered across workers).
   std::vector<RequestRecord> drain_records();
+  /// The first failure of each (kind, status) since the engine was made (cancelled requests are
+  /// not failures), earliest first. Survives stop() and later start()s.
+  std::vector<FailureSample> first_failures() const;
 
   /// Isolation prefixes are a function of (seed, run_nonce, agent id, epoch); a new epoch gives every agent a
   /// fresh prefix from its next request on (one epoch per phase: no cache reuse across phases).
@@ -136,6 +162,7 @@ class Engine {
   std::shared_ptr<const Workload> workload_;
   std::unique_ptr<TlsContext> tls_;  // shared by the workers; built at start()
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<FailureSample> earlier_failures_;  // from the workers of earlier start()s
   std::atomic<int64_t> target_{0};
   std::atomic<bool> running_{false};
   std::atomic<uint64_t> isolation_epoch_{0};

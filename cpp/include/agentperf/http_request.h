@@ -5,6 +5,7 @@
 // Blocks until the response is complete, the request fails, or timeout_ns passes.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -39,8 +40,9 @@ struct HttpResponse {
   std::string body;       ///< the whole body (an SSE stream collected to its end)
   Protocol protocol{};    ///< what was spoken; 0 when no session was set up
   /// kNone when a complete response arrived (whatever its status). Otherwise why not: kConnect
-  /// (resolve / connect failed), kTimeout, kProtocol, kTruncated, kReset, kWrite; a TLS failure
-  /// is kConnect with tls_failure set.
+  /// (resolve / connect failed), kTimeout, kProtocol, kTruncated, kReset, kWrite, kOversized
+  /// (headers past 64 KiB, or a body past kMaxResponseBodyBytes); a TLS failure is kConnect with
+  /// tls_failure set.
   ErrorKind error_kind = ErrorKind::kNone;
   bool tls_failure = false;
   std::string error;      ///< a sentence saying what went wrong; empty on success
@@ -49,5 +51,8 @@ struct HttpResponse {
 /// Sends one request and waits for the whole response. Never throws for network failures (they
 /// are in the response); throws std::invalid_argument for an invalid method or path.
 HttpResponse http_request(const HttpRequestOptions& options);
+
+/// The most body http_request() keeps: a larger response fails as kOversized.
+constexpr size_t kMaxResponseBodyBytes = size_t{64} << 20;
 
 }  // namespace agentperf

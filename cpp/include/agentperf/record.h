@@ -23,8 +23,14 @@ enum class ErrorKind : uint8_t {
   kNoOutput = 9,      ///< a complete 2xx response with no output event at all
   kCancelled = 10,    ///< the engine stopped (or the agent was removed) while it was in flight
   kWrite = 11,        ///< writing the request failed
+  /// The response had begun (headers received) and then no byte came for the stream idle timeout
+  /// (EngineConfig::stream_idle_timeout_ns): a server that stopped mid-stream.
+  kIdleTimeout = 12,
+  /// The response passed a size bound: its header block (64 KiB) or one SSE event (line or joined
+  /// data, EngineConfig::max_event_bytes). The stream is dropped; memory stays bounded.
+  kOversized = 13,
 };
-constexpr int kErrorKindCount = 12;
+constexpr int kErrorKindCount = 14;
 
 /// Stable lower-case name of an error kind ("none", "connect", "http_status", ...).
 const char* to_string(ErrorKind kind);

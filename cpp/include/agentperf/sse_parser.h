@@ -17,12 +17,16 @@
 //     "prompt_cache_hit_tokens" figures; a figure that is absent is -1.
 //   - done: the data is exactly "[DONE]".
 //   - error: a top-level "error" key (whose value is not null or false), or `event: error`.
-//   - malformed: the data is neither "[DONE]" nor starts (after whitespace) with '{'.
+//   - malformed: the data is neither "[DONE]" nor one complete JSON object (not an object at all,
+//     cut short, broken inside, or followed by anything but whitespace). What the walk found before
+//     the fault (output, usage) is still reported.
 // Events are never counted as tokens: output token counts come from usage.
 //
 // Thread safety: none; one parser per stream, owned by the thread that feeds it.
 // Allocation: the parser keeps two internal buffers, reused across feeds and events: one for a
-// line that spans feeds, one for an event's data that spans feeds or data lines. A
+// line that spans feeds, one for an event's data that spans feeds or data lines. Both are bounded:
+// a line or an event's joined data larger than max_event_bytes (1 MiB unless set) makes the parser
+// stop (overflowed(): no more events until reset(), nothing more buffered). A
 // complete single-data-line event that lies wholly inside one feed is inspected in place, without
 // copying; inspect_sse_data never allocates.
 #pragma once
@@ -73,6 +77,15 @@ class SseParser {
   /// True when bytes of an unfinished event are buffered (used to tell a clean end from a cut one):
   /// an unterminated line, or field lines of an event whose closing blank line has not come yet.
   bool has_partial() const { return !line_.empty() || in_event_; }
+  /// The bound on one line or one event's joined data (see the header comment).
+  void set_max_event_bytes(size_t n) { max_event_bytes_ = n; }
+  size_t max_event_bytes() const { return max_event_bytes_; }
+  /// A line or an event passed the bound: the stream is beyond what the parser keeps. Sticky until
+  /// reset(); feeds are ignored meanwhile.
+  bool overflowed() const { return overflowed_; }
+  /// The joined data of the event being reported, valid only during the on_event callback (for
+  /// showing a malformed or error event).
+  std::string_view event_data() const { return event_data_; }
 
  private:
   // feed<F> (sse_parser_inl.h) is a thin loop over these non-template steps (sse_parser.cpp).
@@ -84,6 +97,8 @@ class SseParser {
   /// buffer for the rest of this feed (not in line_). Returns true when the line completed an event.
   bool process_line(std::string_view line, bool in_place, SseEvent* out);
   void save_pending();
+  /// Marks the parser overflowed, drops the feed's rest and what is buffered.
+  void overflow();
 
   std::string line_;  ///< bytes of the current unterminated line (spanning feeds)
   std::string data_;  ///< joined data of the current event when it cannot be viewed in place
@@ -97,6 +112,9 @@ class SseParser {
   bool in_event_ = false;     ///< a field line of an unfinished event has been seen
   bool event_error_ = false;  ///< `event: error` seen for the current event
   bool last_was_cr_ = false;  ///< previous feed ended with CR: a leading LF belongs to it
+  bool overflowed_ = false;
+  size_t max_event_bytes_ = size_t{1} << 20;
+  std::string_view event_data_;  ///< the event being reported (see event_data())
 };
 
 }  // namespace agentperf

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "agentperf/clock.h"
+#include "client/connect_backoff.h"
 #include "client/tool_delay.h"
 
 namespace agentperf {
@@ -15,6 +16,7 @@ void Agent::assign(int64_t id) {
   id_ = id;
   rng_.reseed(seed_of(w_.config().seed, static_cast<uint64_t>(id)));
   leaving = false;
+  connect_failures_ = 0;
   ++gen_;
   prefix_epoch_ = UINT64_MAX;  // the prefix is derived from (seed, id, epoch) when first needed
   pick_conversation();
@@ -40,7 +42,7 @@ void Agent::begin() {
     conn_ = c;
     if (!c->owner && !c->shareable()) c->owner = this;
     scheduled_ns_ = spawn_ns_;
-    w_.schedule(scheduled_ns_, this, gen_ << 1);
+    w_.schedule(scheduled_ns_, this, token(kSendTimer));
     return;
   }
   preconnect_ = true;
@@ -69,27 +71,58 @@ void Agent::release() {
 }
 
 void Agent::cancel() {
-  stop_waiting();
   if (in_flight_) {
-    if (stream_id_ > 0 && conn_) conn_->abandon(stream_id_);
+    abandon_stream();
     finish(ErrorKind::kCancelled, now_ns());
   }
+  stop_waiting();
 }
 
-void Agent::on_timer(uint64_t token) {
-  if ((token >> 1) != gen_) return;  // stale
-  if (token & 1) {
-    if (in_flight_) {
-      stop_waiting();
-      if (stream_id_ > 0 && conn_) conn_->abandon(stream_id_);
-      finish(ErrorKind::kTimeout, now_ns());
-    }
-  } else if (in_flight_ && retry_pending_) {
+void Agent::abandon_stream() {
+  stop_waiting();
+  if (stream_id_ > 0 && conn_) conn_->abandon(stream_id_);
+}
+
+void Agent::on_timer(uint64_t t) {
+  if ((t >> 2) != gen_) return;  // stale
+  switch (static_cast<TimerKind>(t & 3)) {
+    case kTimeoutTimer:
+      if (in_flight_) {
+        abandon_stream();
+        finish(ErrorKind::kTimeout, now_ns());
+      }
+      return;
+    case kIdleTimer:
+      return check_idle();
+    case kOversizedTimer:
+      if (in_flight_ && oversized_) {
+        abandon_stream();
+        finish(ErrorKind::kOversized, oversized_ns_);
+      }
+      return;
+    case kSendTimer:
+      break;
+  }
+  if (in_flight_ && retry_pending_) {
     retry_pending_ = false;
     resend();
   } else if (!in_flight_ && !leaving) {
     send_request();
   }
+}
+
+// The idle timer: armed when the response headers arrive, re-armed from the last byte received
+// (one timer per idle period, not one per read).
+void Agent::check_idle() {
+  if (!in_flight_) return;
+  const int64_t idle = w_.config().stream_idle_timeout_ns;
+  const int64_t now = now_ns();
+  if (now - last_rx_ns_ < idle) {
+    w_.schedule(last_rx_ns_ + idle, this, token(kIdleTimer));
+    return;
+  }
+  abandon_stream();
+  finish(ErrorKind::kIdleTimeout, now);
 }
 
 void Agent::on_connection_ready(Connection* c) {
@@ -99,7 +132,7 @@ void Agent::on_connection_ready(Connection* c) {
     if (leaving) return w_.remove_agent(this);
     conn_ = c;
     scheduled_ns_ = now_ns();
-    w_.schedule(scheduled_ns_, this, gen_ << 1);
+    w_.schedule(scheduled_ns_, this, token(kSendTimer));
     return;
   }
   if (in_flight_) submit_on(c);
@@ -118,10 +151,20 @@ void Agent::on_connection_failed(Connection*, int64_t now) {
 void Agent::on_response_headers(int status, int64_t now) {
   rec_.http_status = status;
   rec_.first_byte_ns = now;
+  last_rx_ns_ = now;
+  const int64_t idle = w_.config().stream_idle_timeout_ns;
+  if (idle > 0) w_.schedule(now + idle, this, token(kIdleTimer));
+}
+
+void Agent::keep_body(const char* data, size_t n) {
+  if (event_kept_ || body_.size() >= kFailureBodyBytes) return;
+  body_.append(data, std::min(n, kFailureBodyBytes - body_.size()));
 }
 
 void Agent::on_response_data(const char* data, size_t n, int64_t now) {
-  if (!is_2xx(rec_.http_status)) return;
+  last_rx_ns_ = now;
+  keep_body(data, n);
+  if (!is_2xx(rec_.http_status) || oversized_) return;
   sse_.feed(data, n, [&](const SseEvent& ev) {
     if (capturing_ && !ev.text.empty()) capture_.append(ev.text);
     if (ev.has_output) {
@@ -138,13 +181,26 @@ void Agent::on_response_data(const char* data, size_t n, int64_t now) {
       if (ev.usage.prompt_tokens >= 0) rec_.prompt_tokens = ev.usage.prompt_tokens;
       if (ev.usage.cached_tokens >= 0) rec_.cached_tokens = ev.usage.cached_tokens;
     }
+    if ((ev.error || ev.malformed) && !event_kept_) {  // what to show for this failure
+      std::string_view d = sse_.event_data();
+      body_.assign(d.data(), std::min(d.size(), kFailureBodyBytes));
+      event_kept_ = true;
+    }
     stream_error_ |= ev.error;
     malformed_ |= ev.malformed;
   });
+  if (sse_.overflowed()) {
+    // Inside the connection's callback: the stream is given up from a timer at the end of this
+    // loop iteration; nothing more is parsed or buffered meanwhile.
+    oversized_ = true;
+    oversized_ns_ = now;
+    w_.schedule(now, this, token(kOversizedTimer));
+  }
 }
 
 void Agent::on_response_complete(int64_t now) {
   ErrorKind kind = ErrorKind::kNone;
+  if (oversized_) return finish(ErrorKind::kOversized, oversized_ns_);
   if (!is_2xx(rec_.http_status)) kind = ErrorKind::kHttpStatus;
   else if (malformed_) kind = ErrorKind::kSseMalformed;
   else if (stream_error_) kind = ErrorKind::kStreamError;
@@ -153,6 +209,7 @@ void Agent::on_response_complete(int64_t now) {
 }
 
 void Agent::on_stream_failed(ErrorKind kind, int64_t now) {
+  if (oversized_) return finish(ErrorKind::kOversized, oversized_ns_);
   // A reused keep-alive connection that died before any response byte: the server closed it
   // (idle timeout, or it closes after every response) as the request went out. Not a server
   // failure: the request is sent once more on a fresh connection, inside the same TTFT.
@@ -163,7 +220,7 @@ void Agent::on_stream_failed(ErrorKind kind, int64_t now) {
     rec_.flags |= kFlagNewConnection;
     stream_id_ = 0;
     conn_ = nullptr;
-    w_.schedule(now, this, gen_ << 1);  // never send from inside the connection's own callback
+    w_.schedule(now, this, token(kSendTimer));  // never send from inside the connection's own callback
     return;
   }
   finish(kind, now);
@@ -172,6 +229,8 @@ void Agent::on_stream_failed(ErrorKind kind, int64_t now) {
 void Agent::resend() {
   rec_.sent_ns = 0;
   sse_.reset();
+  body_.clear();
+  event_kept_ = false;
   reused_ = false;
   Connection* c = w_.connection_for_new_stream();
   if (!c) return finish(ErrorKind::kConnect, now_ns());
@@ -203,7 +262,12 @@ void Agent::start_record() {
   usage_completion_ = -1;
   stream_error_ = false;
   malformed_ = false;
+  oversized_ = false;
+  event_kept_ = false;
+  last_rx_ns_ = 0;
+  body_.clear();
   sse_.reset();
+  sse_.set_max_event_bytes(w_.config().max_event_bytes);
   capturing_ = w_.config().history_generated && !w_.workload().conversations[conv_].reply_of.empty();
   capture_.clear();
 }
@@ -229,7 +293,7 @@ void Agent::send_request() {
   stream_id_ = 0;
   reused_ = retried_ = retry_pending_ = false;
   ++gen_;
-  w_.schedule(scheduled_ns_ + cfg.request_timeout_ns, this, (gen_ << 1) | 1);
+  w_.schedule(scheduled_ns_ + cfg.request_timeout_ns, this, token(kTimeoutTimer));
   // HTTP/1.1: this agent's own keep-alive connection when it is still good; HTTP/2: the one it
   // used last if it has room. Otherwise one from the host (a new one if none has room).
   Connection* c = conn_ && conn_->ready() && conn_->has_room() && (owns(conn_) || conn_->shareable()) ? conn_ : nullptr;
@@ -265,6 +329,7 @@ void Agent::submit_on(Connection* c) {
   }
   rec_.sent_ns = now_ns();
   stream_id_ = c->submit(req_.head, req_.body.data(), req_.body.size(), this);
+  if (stream_id_ > 0) connect_failures_ = 0;  // a connection carried the request: the backoff starts over
   if (stream_id_ > 0 && !engaged_) {
     engaged_ = true;
     w_.count_engaged(1);
@@ -304,6 +369,7 @@ void Agent::finish(ErrorKind kind, int64_t now) {
       rec_.output_tokens < turn.max_tokens)
     rec_.flags |= kFlagUnderGenerated;
   if (capturing_ && kind == ErrorKind::kNone) generated_.keep(turn_, wl.conversations[conv_].turns.size(), capture_);
+  if (kind != ErrorKind::kNone && kind != ErrorKind::kCancelled) w_.keep_failure(rec_, body_);
   w_.commit(rec_);
 
   if (kind == ErrorKind::kCancelled) return;
@@ -311,17 +377,20 @@ void Agent::finish(ErrorKind kind, int64_t now) {
     w_.remove_agent(this);
     return;
   }
-  int64_t delay = draw_tool_delay_ns(wl.tool_delay, turn.tool_delay_ns, rng_);
+  int64_t delay;
   if (kind == ErrorKind::kConnect) {
-    // The request never reached the server: retry the same turn after a pause.
-    delay = std::max(delay, w_.config().connect_retry_ns);
+    // The request never reached the server: the same turn again, after a backoff that grows with
+    // every consecutive failure (a stopped server is not hammered; each attempt is a record).
+    const EngineConfig& cfg = w_.config();
+    delay = connect_backoff_ns(++connect_failures_, cfg.connect_retry_ns, cfg.connect_retry_max_ns, rng_.uniform01());
   } else {
+    delay = draw_tool_delay_ns(wl.tool_delay, turn.tool_delay_ns, rng_);
     advance_turn();
   }
   scheduled_ns_ = now + delay;
   // Never send from inside a callback: a timer at (or before) now fires at the end of this
   // loop iteration.
-  w_.schedule(scheduled_ns_, this, gen_ << 1);
+  w_.schedule(scheduled_ns_, this, token(kSendTimer));
 }
 
 void Agent::advance_turn() {

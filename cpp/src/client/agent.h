@@ -3,8 +3,13 @@
 // State machine (one request at a time):
 //   assigned --begin()--> connecting (preconnect) --ready--> scheduled --timer--> in flight
 //   in flight --complete / fail--> one record; then scheduled (next turn after its tool delay), or
-//   removed when leaving. A connect failure retries the same turn after connect_retry_ns.
+//   removed when leaving. A connect failure retries the same turn after a backoff that grows with
+//   the agent's consecutive connect failures (connect_backoff.h) and resets once a request goes out.
 //   A request timeout (scheduled + request_timeout_ns) abandons the stream: a kTimeout record.
+//   Once the response headers are in, a silence longer than stream_idle_timeout_ns abandons it too
+//   (kIdleTimeout), and so does an SSE event past max_event_bytes (kOversized).
+// Failed requests hand the host what the server sent (the start of the body, or the offending
+// event) with their record: the host keeps the first of each kind (Engine::first_failures).
 // Agents are pooled by their host and reused (assign()); timers still queued for an earlier use
 // carry an old generation and are ignored.
 //
@@ -13,6 +18,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "agentperf/engine.h"
 #include "agentperf/record.h"
@@ -55,6 +61,9 @@ class AgentHost {
   /// The agent has left: back to the pool (called from inside the agent; it must not touch itself
   /// afterwards except to return).
   virtual void remove_agent(Agent* agent) = 0;
+  /// A failed request (not cancelled), before commit(): `body` is what the server sent (at most
+  /// kFailureBodyBytes; valid only during the call).
+  virtual void keep_failure(const RequestRecord& rec, std::string_view body) {}
 };
 
 class Agent final : public TimerTarget, public StreamHandler, public ConnectionWaiter {
@@ -84,7 +93,9 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
   int64_t scheduled_ns() const { return scheduled_ns_; }
   bool in_flight() const { return in_flight_; }
 
-  // TimerTarget: token = generation << 1 | kind (0: send the next turn, 1: request timeout).
+  /// Timer kinds, the low two bits of a timer token (the rest is the generation).
+  enum TimerKind : uint64_t { kSendTimer = 0, kTimeoutTimer = 1, kIdleTimer = 2, kOversizedTimer = 3 };
+  // TimerTarget: token = generation << 2 | TimerKind.
   void on_timer(uint64_t token) override;
   // ConnectionWaiter.
   void on_connection_ready(Connection* c) override;
@@ -96,6 +107,11 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
   void on_stream_failed(ErrorKind kind, int64_t now_ns) override;
 
  private:
+  uint64_t token(TimerKind kind) const { return gen_ << 2 | kind; }
+  /// Gives up the stream in flight (from a timer, never from inside the connection's callbacks).
+  void abandon_stream();
+  void check_idle();
+  void keep_body(const char* data, size_t n);
   void fail_connect(int64_t now_ns, int64_t scheduled_ns);
   void start_record();
   const std::string& isolation_prefix();
@@ -129,6 +145,12 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
   bool retry_pending_ = false;  // a retry is scheduled (the timer fires at the end of the iteration)
   bool stream_error_ = false;
   bool malformed_ = false;
+  bool oversized_ = false;      // an SSE event passed max_event_bytes; abandoned at oversized_ns_
+  bool event_kept_ = false;     // body_ holds the first malformed / error event, not the body's start
+  int connect_failures_ = 0;    // consecutive failed connect attempts (the backoff's exponent)
+  int64_t oversized_ns_ = 0;
+  int64_t last_rx_ns_ = 0;      // the last byte of the response in flight (idle timeout)
+  std::string body_;            // the start of the response body (kept for a failure)
   int64_t usage_completion_ = -1;
   int64_t spawn_ns_ = 0;
   int64_t scheduled_ns_ = 0;

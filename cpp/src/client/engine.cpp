@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 
@@ -24,6 +25,10 @@ Engine::Engine(EngineConfig config, std::shared_ptr<const Workload> workload)
       throw std::invalid_argument("the workload was not finalized (call Workload::finalize())");
   if (config_.workers < 1) throw std::invalid_argument("workers must be >= 1");
   if (config_.request_timeout_ns <= 0) throw std::invalid_argument("request_timeout_ns must be > 0");
+  if (config_.stream_idle_timeout_ns < 0) throw std::invalid_argument("stream_idle_timeout_ns must be >= 0");
+  if (config_.connect_retry_ns <= 0 || config_.connect_retry_max_ns < config_.connect_retry_ns)
+    throw std::invalid_argument("connect_retry_ns must be > 0 and connect_retry_max_ns >= connect_retry_ns");
+  if (config_.max_event_bytes < 1024) throw std::invalid_argument("max_event_bytes must be >= 1024");
 }
 
 Engine::~Engine() { stop(); }
@@ -36,6 +41,7 @@ void Engine::start() {
   const sockaddr_storage& addr = resolved.addr;
   socklen_t len = resolved.len;
 
+  earlier_failures_ = first_failures();  // the previous start()'s workers go
   workers_.clear();
   if (config_.tls && !tls_) {
     TlsOptions o;
@@ -78,6 +84,22 @@ EngineSnapshot Engine::snapshot() const {
 std::vector<RequestRecord> Engine::drain_records() {
   std::vector<RequestRecord> out;
   for (auto& w : workers_) w->drain_into(out);
+  return out;
+}
+
+std::vector<FailureSample> Engine::first_failures() const {
+  std::vector<FailureSample> all = earlier_failures_;
+  for (const auto& w : workers_) w->failures_into(all);
+  // Earliest first; then one per (kind, status) across workers and starts.
+  std::stable_sort(all.begin(), all.end(),
+                   [](const FailureSample& a, const FailureSample& b) { return a.record.done_ns < b.record.done_ns; });
+  std::vector<FailureSample> out;
+  for (FailureSample& f : all) {
+    bool seen = false;
+    for (const FailureSample& o : out)
+      seen |= o.record.error_kind == f.record.error_kind && o.record.http_status == f.record.http_status;
+    if (!seen) out.push_back(std::move(f));
+  }
   return out;
 }
 

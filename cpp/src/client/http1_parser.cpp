@@ -92,6 +92,7 @@ const char* to_string(Http1ParseError e) {
     case Http1ParseError::kBadChunk: return "bad chunk";
     case Http1ParseError::kBadContentLength: return "bad content-length";
     case Http1ParseError::kTruncated: return "truncated";
+    case Http1ParseError::kHeadersTooLarge: return "headers too large";
   }
   return "unknown";
 }
@@ -321,7 +322,7 @@ size_t Http1ResponseParser::feed(const char* data, size_t n, Http1Callbacks& cb)
         const int r = take_line(p, end, limit, line);
         if (r < 0) {
           fail(state_ == State::kChunkSize ? Http1ParseError::kBadChunk
-                                           : Http1ParseError::kBadHeader);
+                                           : Http1ParseError::kHeadersTooLarge);
           return static_cast<size_t>(p - data);
         }
         if (r == 0) {  // the line continues in the next feed

@@ -18,7 +18,8 @@
 // the previous response) and do not count as the start of a response. A 101 response is treated
 // as final, without a body, and marks the connection as not reusable.
 // Limits: 64 KiB for the status line and headers of one response (likewise for the trailers, and
-// for one chunk-size line with its extensions); beyond it, kBadHeader (kBadChunk for a chunk line).
+// for one chunk-size line with its extensions); beyond it, kHeadersTooLarge (kBadChunk for a chunk
+// line).
 //
 // Thread safety: none (owned by the connection's worker thread). No allocation and no copy on the
 // body path: body bytes are handed to on_http_body() straight from the fed buffer. Only a header
@@ -36,10 +37,11 @@ namespace agentperf {
 enum class Http1ParseError : uint8_t {
   kNone = 0,
   kBadStatusLine,    ///< the first line is not "HTTP/1.x NNN ..."
-  kBadHeader,        ///< a header line without ':' or over the size limit (64 KiB of headers)
+  kBadHeader,        ///< a header line without ':' or with an empty name
   kBadChunk,         ///< a chunk-size line that is not hex, or a missing CRLF after chunk data
   kBadContentLength, ///< Content-Length not a decimal number, or conflicting values
   kTruncated,        ///< on_eof() came before the message was complete
+  kHeadersTooLarge,  ///< the status line and headers (or the trailers) passed 64 KiB
 };
 
 /// Human-readable name of an error (static string).

@@ -50,7 +50,7 @@ class Http1Session final : public Session, private Http1Callbacks {
     }
     size_t used = parser_.feed(data, n, *this);
     if (parser_.error() != Http1ParseError::kNone) {
-      fail(ErrorKind::kProtocol);
+      fail(parser_.error() == Http1ParseError::kHeadersTooLarge ? ErrorKind::kOversized : ErrorKind::kProtocol);
       reusable_ = false;
       return false;
     }

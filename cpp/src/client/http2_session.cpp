@@ -14,6 +14,7 @@
 //   - GOAWAY whose last_stream_id is below the stream              -> on_stream_failed(kReset),
 //     at once, whether or not its HEADERS were already written
 //   - closed by nghttp2 for an invalid response (stream error)     -> on_stream_failed(kProtocol)
+//   - response header fields past kMaxHeaderListBytes (reset here) -> on_stream_failed(kOversized)
 //   - connection error (ours or nghttp2's), on_close()             -> kProtocol / the given kind
 //
 // Re-entrancy: handler callbacks run inside nghttp2_session_mem_recv (from on_read) and, rarely,
@@ -72,6 +73,9 @@ inline int32_t h2_submit_request(nghttp2_session* s, const nghttp2_nv* nva, size
 /// pending_output() stops asking nghttp2 for frames once this much is waiting to be written.
 constexpr size_t kOutputHighWaterBytes = 256 * 1024;
 constexpr uint32_t kMaxWindowBytes = (1u << 31) - 1;
+/// A stream's response header fields (headers and trailers, each counted as name + value + 32 as in
+/// SETTINGS_MAX_HEADER_LIST_SIZE) beyond this are refused: the HTTP/1.1 parser's bound.
+constexpr size_t kMaxHeaderListBytes = 64 * 1024;
 
 nghttp2_nv header(std::string_view name, std::string_view value, bool copy_name = false) {
   // Our names are literals: nghttp2 need not copy them. Values (and callers' names) are copied.
@@ -235,6 +239,8 @@ class Http2Session final : public Session {
     int final_status = 0;              ///< :status of the HEADERS frame being received
     bool status_reported = false;
     bool rst_received = false;
+    bool oversized = false;            ///< its header fields passed kMaxHeaderListBytes
+    size_t header_bytes = 0;
   };
 
   // Marks nghttp2 calls that may run our callbacks: nghttp2 is not re-entrant.
@@ -346,7 +352,15 @@ class Http2Session final : public Session {
                           const uint8_t* value, size_t valuelen, uint8_t, void* user_data) {
     if (frame->hd.type != NGHTTP2_HEADERS) return 0;
     Stream* st = self(user_data).stream(frame->hd.stream_id);
-    if (st == nullptr || st->status_reported) return 0;
+    if (st == nullptr) return 0;
+    st->header_bytes += namelen + valuelen + 32;
+    if (st->header_bytes > kMaxHeaderListBytes) {
+      // nghttp2 resets the stream (the rest of the block is still decoded, for HPACK's state);
+      // on_stream_close reports it.
+      st->oversized = true;
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    if (st->status_reported) return 0;
     if (namelen != 7 || std::memcmp(name, ":status", 7) != 0) {
       // A field of the response's header block (not trailers: status_reported is still false).
       if (st->final_status >= 200 && st->handler && st->handler->wants_headers() && namelen > 0 && name[0] != ':')
@@ -414,7 +428,7 @@ class Http2Session final : public Session {
       // would not send after GOAWAY): kReset. Closed by nghttp2 because the response broke the
       // protocol (bad headers, content-length, flow control): kProtocol.
       bool reset = st.rst_received || error_code == NGHTTP2_REFUSED_STREAM;
-      s.fail(st, reset ? ErrorKind::kReset : ErrorKind::kProtocol);
+      s.fail(st, st.oversized ? ErrorKind::kOversized : reset ? ErrorKind::kReset : ErrorKind::kProtocol);
     }
     s.streams_.erase(stream_id);  // by key: the handler may have submitted (rehashed) meanwhile
     return 0;

@@ -111,7 +111,12 @@ class OneShot final : public ConnectionHost, public ConnectionWaiter, public Str
     r_.headers.emplace_back(std::string(name), std::string(value));
   }
   void on_response_headers(int status, int64_t) override { r_.status = status; }
-  void on_response_data(const char* data, size_t n, int64_t) override { r_.body.append(data, n); }
+  void on_response_data(const char* data, size_t n, int64_t) override {
+    if (done_) return;
+    if (r_.body.size() + n > kMaxResponseBodyBytes)  // the connection is closed once the loop returns
+      return fail(ErrorKind::kOversized, "the response body passed " + std::to_string(kMaxResponseBodyBytes >> 20) + " MiB");
+    r_.body.append(data, n);
+  }
   void on_response_complete(int64_t) override { done_ = true; }
   void on_stream_failed(ErrorKind kind, int64_t) override {
     if (done_) return;

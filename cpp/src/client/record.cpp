@@ -16,6 +16,8 @@ const char* to_string(ErrorKind kind) {
     case ErrorKind::kNoOutput: return "no_output";
     case ErrorKind::kCancelled: return "cancelled";
     case ErrorKind::kWrite: return "write";
+    case ErrorKind::kIdleTimeout: return "idle_timeout";
+    case ErrorKind::kOversized: return "oversized";
   }
   return "unknown";
 }

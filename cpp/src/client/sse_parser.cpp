@@ -9,7 +9,8 @@
 // strings with memchr (honouring backslash escapes), so text inside string values can never be
 // taken for a key, and it knows which object it is in: "usage" figures are read only inside the
 // usage object, "cached_tokens" only inside usage.prompt_tokens_details, "error" only at top level.
-// Malformed or truncated JSON stops the walk; what was found before the fault is kept.
+// Malformed or truncated JSON stops the walk; what was found before the fault is kept, and the
+// event is marked malformed.
 #include "agentperf/sse_parser.h"
 
 #include <cstring>
@@ -72,6 +73,11 @@ class Scanner {
 
   int64_t cached_tokens = -1;
   int64_t cache_hit_tokens = -1;
+  /// Only whitespace left after the value.
+  bool at_end() {
+    ws();
+    return p_ == e_;
+  }
 
  private:
   void ws() {
@@ -269,7 +275,9 @@ SseEvent inspect_sse_data(std::string_view data) {
     return ev;
   }
   Scanner s(p, e, &ev);
-  s.object(Ctx::kTop, 1);
+  // Broken JSON (cut, a missing colon, garbage after the object): what was found before the fault
+  // is kept, and the event is malformed.
+  if (!s.object(Ctx::kTop, 1) || !s.at_end()) ev.malformed = true;
   if (ev.has_usage) {
     ev.usage.cached_tokens = s.cached_tokens >= 0 ? s.cached_tokens : s.cache_hit_tokens;
   }
@@ -296,14 +304,28 @@ void SseParser::reset() {
   pending_ = {};
   cur_ = end_ = nullptr;
   next_lf_ = next_cr_ = nullptr;
-  saw_data_ = data_in_place_ = in_event_ = event_error_ = last_was_cr_ = false;
+  saw_data_ = data_in_place_ = in_event_ = event_error_ = last_was_cr_ = overflowed_ = false;
+  event_data_ = {};
+}
+
+void SseParser::overflow() {
+  overflowed_ = true;
+  cur_ = end_;
+  clear_buffer(line_);
+  clear_buffer(data_);
+  pending_ = {};
+  event_data_ = {};
+  saw_data_ = data_in_place_ = false;
 }
 
 void SseParser::begin_feed(const char* data, size_t n) {
   cur_ = data;
   end_ = data + n;
   next_lf_ = next_cr_ = nullptr;
-  if (n == 0) return;
+  if (n == 0 || overflowed_) {
+    cur_ = end_;
+    return;
+  }
   if (last_was_cr_ && *data == '\n') ++cur_;  // the LF of a CRLF split between feeds
   last_was_cr_ = false;
 }
@@ -329,9 +351,17 @@ bool SseParser::next_event(SseEvent* out) {
     }
     const char* eol = next_lf_ < next_cr_ ? next_lf_ : next_cr_;
     if (eol == end_) {  // an unterminated line: keep it for the next feed
+      if (line_.size() + left > max_event_bytes_) {
+        overflow();
+        return false;
+      }
       line_.append(cur_, left);
       cur_ = end_;
       break;
+    }
+    if (line_.size() + static_cast<size_t>(eol - cur_) > max_event_bytes_) {
+      overflow();
+      return false;
     }
     const char* next = eol + 1;
     if (*eol == '\r') {
@@ -349,6 +379,7 @@ bool SseParser::next_event(SseEvent* out) {
       completed = process_line(line_, false, out);
       line_.clear();
     }
+    if (overflowed_) return false;
     cur_ = next;
     if (completed) return true;
   }
@@ -360,12 +391,14 @@ bool SseParser::process_line(std::string_view line, bool in_place, SseEvent* out
   if (line.empty()) {  // dispatch
     const bool had_data = saw_data_;
     if (had_data) {
-      *out = inspect_sse_data(data_in_place_ ? pending_ : std::string_view(data_));
+      // data_ keeps its bytes until the next event's first data line overwrites them: event_data()
+      // stays valid through the callback.
+      event_data_ = data_in_place_ ? pending_ : std::string_view(data_);
+      *out = inspect_sse_data(event_data_);
       if (event_error_) out->error = true;
     }
     saw_data_ = data_in_place_ = in_event_ = event_error_ = false;
     pending_ = {};
-    data_.clear();
     return had_data;
   }
   if (line[0] == ':') return false;  // comment
@@ -389,6 +422,11 @@ bool SseParser::process_line(std::string_view line, bool in_place, SseEvent* out
         data_in_place_ = false;
       }
     } else {
+      const size_t joined = (data_in_place_ ? pending_.size() : data_.size()) + 1 + value.size();
+      if (joined > max_event_bytes_) {
+        overflow();
+        return false;
+      }
       if (data_in_place_) {
         data_.assign(pending_.data(), pending_.size());
         data_in_place_ = false;

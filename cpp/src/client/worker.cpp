@@ -165,6 +165,22 @@ void Worker::commit(const RequestRecord& rec) {
   records_.add(rec);
 }
 
+void Worker::keep_failure(const RequestRecord& rec, std::string_view body) {
+  const uint32_t key = static_cast<uint32_t>(rec.error_kind) << 16 | static_cast<uint16_t>(rec.http_status);
+  for (uint32_t k : failure_keys_)
+    if (k == key) return;  // the hot path of a failure storm: one short scan, no lock
+  if (failure_keys_.size() >= kMaxFailureSamples) return;
+  failure_keys_.push_back(key);
+  FailureSample f{rec, std::string(body.substr(0, kFailureBodyBytes))};
+  std::lock_guard<std::mutex> lock(failures_mu_);
+  failures_.push_back(std::move(f));
+}
+
+void Worker::failures_into(std::vector<FailureSample>& out) const {
+  std::lock_guard<std::mutex> lock(failures_mu_);
+  out.insert(out.end(), failures_.begin(), failures_.end());
+}
+
 void Worker::publish() {
   if (tally_.finished == 0) return;
   records_.publish();

@@ -51,6 +51,8 @@ class Worker final : public TimerTarget, public AgentHost, public ConnectionHost
   // Read side (any thread).
   void add_to(EngineSnapshot& s) const;
   void drain_into(std::vector<RequestRecord>& out) { records_.drain_into(out); }
+  /// Appends this worker's first failure of each (kind, status).
+  void failures_into(std::vector<FailureSample>& out) const;
 
   // AgentHost (worker thread only).
   const EngineConfig& config() const override { return config_; }
@@ -74,6 +76,7 @@ class Worker final : public TimerTarget, public AgentHost, public ConnectionHost
   void record_gap(int64_t gap_ns) override { itl_.record(static_cast<uint64_t>(gap_ns)); }
   void commit(const RequestRecord& rec) override;
   void remove_agent(Agent* agent) override;
+  void keep_failure(const RequestRecord& rec, std::string_view body) override;
 
   // ConnectionHost (worker thread only).
   EventLoop& loop() override { return loop_; }
@@ -156,6 +159,9 @@ class Worker final : public TimerTarget, public AgentHost, public ConnectionHost
   RecordBuffer records_;  // added to by the worker (no lock), published once per loop iteration
   mutable std::mutex error_mu_;  // guards last_error_ (rare: connection failures)
   std::string last_error_;
+  std::vector<uint32_t> failure_keys_;  // worker thread only: (kind, status) pairs already kept
+  mutable std::mutex failures_mu_;      // guards failures_ (written once per new pair)
+  std::vector<FailureSample> failures_;
 };
 
 }  // namespace agentperf

@@ -21,6 +21,7 @@ D = RunConfig()
 #: Option name (the function parameter) -> RunConfig field, where the two differ.
 FIELD_OF = {"duration": "duration_s", "tier_specs": "tiers", "warmup": "warmup_s", "window": "window_s",
             "ramp": "ramp_s", "request_timeout": "request_timeout_s", "tool_delay_cap": "tool_delay_cap_s",
+            "stream_idle_timeout": "stream_idle_timeout_s",
             "sim_ttft": "sim_ttft_s", "sim_itl": "sim_itl_s", "start_turn": "random_start_turn",
             "no_cache_isolation": "cache_isolation", "idle_power": "idle_power_s",
             "stop_after_failing": "stop_after_failing_s"}
@@ -92,6 +93,9 @@ def _hex(value: str | None) -> int | None:
 @click.option("--stop-after-failing", type=DURATION, default=D.stop_after_failing_s, show_default=True,
               help="Stop early when every request that ended in this long failed and no output arrived (the "
                    "server went away); records are kept, exit code 3. 0: never.")
+@click.option("--stream-idle-timeout", type=DURATION, default=D.stream_idle_timeout_s, show_default=True,
+              help="A response that has begun and then sends nothing for this long fails as idle_timeout "
+                   "(a server stopped mid-stream); 0 disables it.")
 @click.option("--seed", type=int, default=D.seed, show_default=True,
               help="Seeds every agent's random stream (conversations, start turns, tool delays).")
 @click.option("--run-nonce", default=None, metavar="HEX",
