@@ -39,6 +39,7 @@ class Probe(WindowStats):
     tier_pass: dict[str, bool] = field(default_factory=dict)
     power: dict | None = None
     server_metrics: dict | None = None
+    shards: list[dict] | None = None  #: per shard: requests scheduled in the window, counted on its own clock
 
     def to_dict(self) -> dict:
         return asdict(self)
