@@ -246,7 +246,7 @@ def test_a_shard_killed_mid_probe_leaves_a_run_that_finishes_and_says_why(tmp_pa
     probes = json.loads((out / "phases.json").read_text())["probes"]
     hit = probes[1]
     assert not hit["steady"] and "shard 1" in hit["not_steady_reason"] and "SIGKILL" in hit["not_steady_reason"]
-    assert [p["concurrency"] for p in probes[:4]] == [1, 2, 4, 8]  # the search went on with shard 0
+    assert [p["concurrency"] for p in probes[:5]] == [1, 2, 2, 4, 8]  # probed again, then on with shard 0
     assert all(p["steady"] for p in probes[2:]) and all(len(p["shards"]) == 1 for p in probes[2:])
     assert any("shard 1" in n for n in summary["notes"])
     manifest = json.loads((out / "manifest.json").read_text())

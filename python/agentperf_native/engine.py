@@ -25,7 +25,7 @@ def _record_dtype() -> np.dtype:
     shard_offset = after_flags + after_flags % 2
     if any(shard_offset <= offset < shard_offset + 2 for _, _, offset in fields):
         raise ImportError("the native record has no room for the shard column; rebuild agentperf-native")
-    fields.append(("shard", "<u2", shard_offset))
+    fields.insert(next(i for i, f in enumerate(fields) if f[2] > shard_offset), ("shard", "<u2", shard_offset))
     return np.dtype({"names": [f[0] for f in fields], "formats": [f[1] for f in fields],
                      "offsets": [f[2] for f in fields], "itemsize": _core.RECORD_ITEMSIZE})
 

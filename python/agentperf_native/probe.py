@@ -92,6 +92,7 @@ class ProbeRunner:
         self.probes: list[Probe] = []
         self.current: ProbeState | None = None
         self._losses_seen = 0  # a sharded engine's losses before the probe in progress
+        self.lost_probes: set[int] = set()  # probes during which a shard was lost
 
     def _stage(self, stage: str) -> None:
         if self.current:
@@ -225,6 +226,7 @@ class ProbeRunner:
                 probe.shards = self.engine.window_counts(meter.start_ns, meter.end_ns)
         lost = self._lost()
         if lost:
+            self.lost_probes.add(probe.index)
             probe.not_steady_reason = lost + (f"; {probe.not_steady_reason}" if probe.not_steady_reason else "")
         probe.steady = probe.not_steady_reason is None
         probe.state = "done"

@@ -108,7 +108,8 @@ class ShardedEngine:
         batches = [b for b in self._fan("drain").values() if b.size]
         if not batches:
             return np.empty(0, dtype=RECORD_DTYPE)
-        return batches[0] if len(batches) == 1 else np.concatenate(batches)
+        # dtype given: NumPy 2 would otherwise promote the padded record dtype to a packed one
+        return batches[0] if len(batches) == 1 else np.concatenate(batches, dtype=RECORD_DTYPE)
 
     def __enter__(self) -> "ShardedEngine":
         return self.start()
