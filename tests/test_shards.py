@@ -23,6 +23,9 @@ from agentperf_native.shards import WorkloadRecipe, auto_shards, partition, shar
 from agentperf_native.shards.clock import UNCERTAINTY_LIMIT_NS, ClockSync, sync
 from agentperf_native.shards.shard import Shard
 from agentperf_native.shards.snapshot import histogram_from_parts, histogram_parts
+from agentperf_native.results.schema import Validity
+from agentperf_native.shards import run as shard_run
+from agentperf_native.shards.run import shard_count
 from agentperf_native.shards.spec import ShardSpec
 
 CLI = [sys.executable, "-m", "agentperf_native.cli"]
@@ -69,6 +72,24 @@ def test_partition_seeds_and_the_automatic_shard_count():
     assert seeds[0] == 5 and len(set(seeds)) == 8  # shard 0 replays as one engine does; the others differ
     assert auto_shards(16_000, "h1", 100) == 1 and auto_shards(25_000, "h1", 100) == 2
     assert auto_shards(100_000, "h2", 100) == 1  # 1,000 connections
+    assert shard_count("auto", peak_agents=40_000, protocol="h1", streams_per_connection=100) == 3
+    assert shard_count(4, peak_agents=1, protocol="h1", streams_per_connection=100) == 4
+
+
+def _slow_clock() -> int:
+    """A shard whose every answer takes 6 ms each way: its offset is known to ±6 ms only."""
+    time.sleep(0.006)
+    t = ap.now_ns()
+    time.sleep(0.006)
+    return t
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def test_a_clock_offset_is_found_within_half_the_fastest_round_trip():
@@ -77,13 +98,7 @@ def test_a_clock_offset_is_found_within_half_the_fastest_round_trip():
     assert abs(state.offset_ns - behind_s * 1e9) <= state.uncertainty_ns + 1000
     assert 0 < state.uncertainty_ns < UNCERTAINTY_LIMIT_NS and not state.flagged
 
-    def slow() -> int:  # every answer takes 6 ms each way: the offset is known to ±6 ms only
-        time.sleep(0.006)
-        t = ap.now_ns()
-        time.sleep(0.006)
-        return t
-
-    far = sync(ClockSync(), slow, same_host=False)
+    far = sync(ClockSync(), _slow_clock, same_host=False)
     assert far.uncertainty_ns >= 6_000_000 and far.flagged
     assert abs(far.offset_ns) <= far.uncertainty_ns + 1_000_000
     same = sync(ClockSync(), lambda: ap.now_ns(), same_host=True)
@@ -125,6 +140,8 @@ def _phase(engine, agents=64, duration_s=4.0):
 
 
 def _check_same(reference, probe, records, shards):
+    print(f"{shards} shards: TTFT p50 {probe.ttft_s['p50'] * 1e3:.2f} ms (one engine {reference.ttft_s['p50'] * 1e3:.2f}), "
+          f"speed p50 {probe.output_speed_tps['p50']:.2f} tok/s ({reference.output_speed_tps['p50']:.2f})")
     assert probe.steady and probe.requests_failed == 0
     assert abs(probe.ttft_s["p50"] - reference.ttft_s["p50"]) <= 0.002, (probe.ttft_s, reference.ttft_s)
     assert probe.output_speed_tps["p50"] == pytest.approx(reference.output_speed_tps["p50"], rel=0.01)
@@ -150,10 +167,18 @@ def test_two_local_shards_measure_what_one_engine_measures(one_shard_reference):
         try:
             probe, records = _phase(engine)
             pids = [h.process.pid for h in engine.handles]
+            # A shard whose clock is known only to ±6 ms (a far host) is flagged in the verdict.
+            engine.clocks[1] = sync(ClockSync(), _slow_clock, same_host=False)
+            manifest, validity, notes = {}, Validity(), []
+            shard_run.finish(engine, manifest, validity, notes)
         finally:
             engine.close()
     _check_same(one_shard_reference, probe, records, 2)
     assert all(p != os.getpid() for p in pids) and len(set(pids)) == 2
+    assert not validity.valid and any(p.startswith("shard 1 ") and "5 ms" in p for p in validity.problems)
+    assert manifest["shards"]["shards"][1]["clock"]["flagged"] and not manifest["shards"]["shards"][0]["clock"]["flagged"]
+    assert all(s["usage"]["max_rss_bytes"] > 0 for s in manifest["shards"]["shards"])
+    assert all(_gone(pid) for pid in pids)  # closed: no shard process left behind
 
 
 @pytest.fixture(scope="module")
@@ -302,3 +327,25 @@ def test_serve_sim_processes_share_one_port_each_an_independent_replica():
     per_process = [int(n) for n in stderr.split("per process: ")[1].split(" requests")[0].split(", ")]
     assert len(per_process) == 2 and all(n > 0 for n in per_process)  # the kernel spread the connections
     assert sum(per_process) == ok
+
+
+def test_ctrl_c_stops_a_sharded_run_with_every_record_and_no_shard_left(tmp_path):
+    out = tmp_path / "res"
+    cmd = CLI + ["run", "--sim-preset", "null", "--sim-ttft", "20ms", "--sim-itl", "2ms", "--concurrency", "8",
+                 "--duration", "60s", "--trajectories", str(_trajectories(tmp_path)), "--out", str(out),
+                 "--shards", "2", "--power", "none"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        manifest = _wait_measuring(out, proc, 0, time.monotonic() + 180)
+        time.sleep(1.0)
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole process group
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] and summary["phase"]["requests"] > 0
+    records = read_records(out)
+    assert len(records) == summary["records_written"] and set(records["shard"]) == {0, 1}
+    assert all(_gone(s["pid"]) for s in manifest["shards"]["shards"])
