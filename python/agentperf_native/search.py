@@ -69,6 +69,8 @@ async def search(runner: ProbeRunner, *, start: int = 1, max_concurrency: int = 
     async def probe_at(c: int, phase: str) -> Probe:
         p = await runner.run(c, phase)
         if p.index in runner.lost_probes and getattr(runner.engine, "live_shards", 0):
+            if on_probe:
+                on_probe(p)
             p = await runner.run(c, phase)  # a shard died: measured again on the others, the lost probe kept
         tried[c] = p
         bounds.apply(p)
