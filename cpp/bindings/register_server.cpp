@@ -80,8 +80,9 @@ void register_server(py::module_& m) {
                        int64_t itl_ns, int32_t output_tokens, int32_t tokens_per_chunk, const py::dict& params,
                        double early_stop_probability, std::string model, std::string preset, uint64_t seed,
                        const py::dict& faults, int64_t stall_ns, int64_t slow_headers_ns, int accelerators,
-                       double idle_w, double dynamic_w, bool lockstep) {
+                       double idle_w, double dynamic_w, bool lockstep, bool reuse_port) {
              SimServerConfig c;
+             c.reuse_port = reuse_port;
              c.host = std::move(host);
              c.port = port;
              c.workers = workers;
@@ -125,7 +126,7 @@ void register_server(py::module_& m) {
            py::arg("early_stop_probability") = 0.0, py::arg("model") = "agentperf-sim", py::arg("preset") = "",
            py::arg("seed") = 1, py::arg("faults") = py::dict(), py::arg("stall_ns") = 0,
            py::arg("slow_headers_ns") = 1'000'000'000, py::arg("accelerators") = 1, py::arg("idle_w") = 150.0,
-           py::arg("dynamic_w") = 550.0, py::arg("lockstep") = false)
+           py::arg("dynamic_w") = 550.0, py::arg("lockstep") = false, py::arg("reuse_port") = false)
       .def("start", &SimServer::start, py::call_guard<py::gil_scoped_release>())
       .def("stop", &SimServer::stop, py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("port", &SimServer::port)

@@ -16,15 +16,23 @@ from . import _core
 from .endpoint import Endpoint
 from .workload import EncodedWorkload
 
-#: The dtype of one request record; field names, types and offsets come from the C++ struct.
-RECORD_DTYPE = np.dtype(
-    {
-        "names": [f[0] for f in _core.record_fields()],
-        "formats": [f[1] for f in _core.record_fields()],
-        "offsets": [f[2] for f in _core.record_fields()],
-        "itemsize": _core.RECORD_ITEMSIZE,
-    }
-)
+def _record_dtype() -> np.dtype:
+    """The C++ struct's fields, plus ``shard`` (uint16) in the padding after ``flags``: the shard
+    process that ran the request (0 without shards), written on the Python side (the native
+    engine zeroes the padding)."""
+    fields = list(_core.record_fields())
+    after_flags = next(offset for name, _, offset in fields if name == "flags") + 1
+    shard_offset = after_flags + after_flags % 2
+    if any(shard_offset <= offset < shard_offset + 2 for _, _, offset in fields):
+        raise ImportError("the native record has no room for the shard column; rebuild agentperf-native")
+    fields.insert(next(i for i, f in enumerate(fields) if f[2] > shard_offset), ("shard", "<u2", shard_offset))
+    return np.dtype({"names": [f[0] for f in fields], "formats": [f[1] for f in fields],
+                     "offsets": [f[2] for f in fields], "itemsize": _core.RECORD_ITEMSIZE})
+
+
+#: The dtype of one request record; field names, types and offsets come from the C++ struct (and
+#: ``shard``, see :func:`_record_dtype`).
+RECORD_DTYPE = _record_dtype()
 
 #: Error kind names, indexed by the ``error_kind`` field of a record.
 ERROR_KINDS: list[str] = list(_core.ERROR_KINDS)

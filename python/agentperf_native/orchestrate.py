@@ -157,7 +157,7 @@ class Orchestrator:
         if not self.kept:
             return self.engine.drain_records()[:0]
         if len(self.kept) > 1:
-            self.kept[:] = [np.concatenate(self.kept)]
+            self.kept[:] = [np.concatenate(self.kept, dtype=self.kept[0].dtype)]  # NumPy 2 would pack the dtype
         return self.kept[0]
 
     async def tick(self) -> Snapshot:

@@ -93,6 +93,8 @@ class ProbeRunner:
         self.server_metrics = server_metrics  # a server_metrics.ServerMetricsSampler on the same loop
         self.probes: list[Probe] = []
         self.current: ProbeState | None = None
+        self._losses_seen = 0  # a sharded engine's losses before the probe in progress
+        self.lost_probes: set[int] = set()  # probes during which a shard was lost
 
     def _stage(self, stage: str) -> None:
         if self.current:
@@ -119,6 +121,7 @@ class ProbeRunner:
         rules = self.rules
         probe = Probe(index=len(self.probes), phase=phase, concurrency=concurrency, state="starting")
         self.current = ProbeState(probe, "draining", now_ns())
+        self._losses_seen = len(getattr(self.engine, "losses", ()))
         meter: WindowMeter | None = None
         try:
             if not await self.stop_agents(rules.drain_timeout_s):  # the previous probe's agents leave first
@@ -132,7 +135,7 @@ class ProbeRunner:
             deadline = now_ns() + int(rules.activation_timeout_s * 1e9)
             while rules.wait_for_active:
                 snap = await self.orch.tick()
-                if snap.agents_engaged >= concurrency:
+                if snap.agents_engaged >= concurrency or self._lost():
                     break
                 if now_ns() > deadline:
                     probe.not_steady_reason = (
@@ -190,6 +193,8 @@ class ProbeRunner:
         while True:
             snap: Snapshot = await self.orch.tick()
             now = now_ns()
+            if self._lost():
+                return now
             if now < window_end:
                 continue
             started = snap.requests_started - started_at_window
@@ -204,6 +209,10 @@ class ProbeRunner:
                     f"{rules.min_trajectories}), at least {meter.min_trajectories_per_agent} per agent (need "
                     f"{rules.min_trajectories_per_agent})")
                 return limit
+
+    def _lost(self) -> str | None:
+        """Why the probe in progress lost agents (shards of a sharded engine that died), or None."""
+        return "; ".join(getattr(self.engine, "losses", [])[self._losses_seen:]) or None
 
     def _set_window(self, probe: Probe, start_ns: int, end_ns: int) -> None:
         probe.window_start_ns, probe.window_end_ns = start_ns, end_ns
@@ -220,6 +229,12 @@ class ProbeRunner:
             self._set_window(probe, meter.start_ns, meter.end_ns)
             if probe.requests == 0 and probe.not_steady_reason is None:
                 probe.not_steady_reason = "no request started in the window"
+            if hasattr(self.engine, "window_counts"):  # shards: each counts the window on its own clock
+                probe.shards = self.engine.window_counts(meter.start_ns, meter.end_ns)
+        lost = self._lost()
+        if lost:
+            self.lost_probes.add(probe.index)
+            probe.not_steady_reason = lost + (f"; {probe.not_steady_reason}" if probe.not_steady_reason else "")
         probe.steady = probe.not_steady_reason is None
         probe.state = "done"
         probe.tier_pass = {t.name: probe.steady and t.passes(probe.slo_output_speed_p25_tps, probe.slo_ttft_p95_s)

@@ -29,9 +29,11 @@ from .results import Probe, RecordFile, Summary, base_manifest, validity_of, wri
 from .results.records import dtype_description
 from .search import search
 from .tiers import Tier, resolve_tiers
+from .shards import ShardedEngine, ShardStartError, WorkloadRecipe
+from .shards import run as shard_run
 from .sim.server import embedded_server
 from .trajectories import FORMATS, SourceError, format_hint
-from .workload import RequestPolicy, bundled_path, encode, load_conversations
+from .workload import RequestPolicy, bundled_path, load_conversations
 
 
 @dataclass
@@ -85,6 +87,10 @@ class RunConfig:
     dialect: str = "auto"  # the server's dialect (dialects.DIALECTS), "auto": the pre-flight probes it
     context_overflow: str = "skip"  # conversations beyond the server's context limit: skip | truncate | refuse
     stop_after_failing_s: float = 30.0  # stop early when every request of this long failed (0: never)
+    shards: int | str = 1  # engine processes on this machine ("auto": <= 16,000 connections each); 1: in-process
+    ray: str | None = None  # a Ray cluster's address (or "auto"): one shard per node (shards_per_node)
+    shards_per_node: int = 1
+    on_shard_loss: str = "continue"  # a shard that dies: "continue" with the others, or "stop" the run
 
 
 class RunError(RuntimeError):
@@ -120,7 +126,7 @@ class RunContext:
     model: str
     conversations: list
     workload: object
-    engine: Engine
+    engine: Engine | ShardedEngine
     manifest: dict
     records: RecordFile
     origin_ns: int
@@ -233,16 +239,13 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None],
             conversations = limits.apply(conversations, context)
             if not conversations:
                 raise RunError(f"{context.message()}, and no conversation fits: nothing to run")
-        tokenizer = None
-        if token_only:
-            from .trajectories import load_tokenizer
-
-            tokenizer = load_tokenizer(cfg.tokenizer)
         policy = RequestPolicy(history=cfg.history, output=cfg.output_length, tool_delay=cfg.tool_delay,
                                tool_delay_cap_s=cfg.tool_delay_cap_s, share_system_prompt=cfg.share_system_prompt,
                                seed=cfg.seed, exact_method=chosen.exact_length)
-        workload = encode(conversations, model=model, policy=policy, base_path=endpoint.base_path,
-                          tokenizer=tokenizer, token_prompts=cfg.token_prompts, include_usage=chosen.request_usage)
+        recipe = WorkloadRecipe(conversations, model=model, policy=policy, base_path=endpoint.base_path,
+                                tokenizer=cfg.tokenizer if token_only else None, token_prompts=cfg.token_prompts,
+                                include_usage=chosen.request_usage)
+        workload = recipe.encode()
         run_nonce = cfg.run_nonce if cfg.run_nonce is not None else int.from_bytes(os.urandom(8), "little")
         manifest = base_manifest(command, {k: v for k, v in dataclasses.asdict(cfg).items()})
         manifest.update({
@@ -260,12 +263,20 @@ def prepared(cfg: RunConfig, command: list[str], log: Callable[[str], None],
             "records": dtype_description(),
         })
         spawn = cfg.ramp_s / cfg.concurrency if cfg.concurrency else 0.0
-        engine = Engine(endpoint, workload, workers=cfg.workers, api_key=api_key,
-                        request_timeout_s=cfg.request_timeout_s, stream_idle_timeout_s=cfg.stream_idle_timeout_s,
-                        seed=cfg.seed,
-                        random_start_turn=cfg.random_start_turn, cache_isolation=cfg.cache_isolation,
-                        spawn_interval_s=spawn, protocol=cfg.protocol, ca_file=cfg.ca_file, insecure=cfg.insecure,
-                        streams_per_connection=cfg.streams_per_connection, run_nonce=run_nonce)
+        try:
+            engine = shard_run.build_engine(
+                endpoint, recipe, workload, shards=cfg.shards, ray_address=cfg.ray, per_node=cfg.shards_per_node,
+                peak_agents=cfg.concurrency or cfg.max_concurrency, log=log, workers=cfg.workers, api_key=api_key,
+                request_timeout_s=cfg.request_timeout_s,
+                stream_idle_timeout_s=cfg.stream_idle_timeout_s, seed=cfg.seed, random_start_turn=cfg.random_start_turn,
+                cache_isolation=cfg.cache_isolation, spawn_interval_s=spawn, protocol=cfg.protocol,
+                ca_file=cfg.ca_file, insecure=cfg.insecure, streams_per_connection=cfg.streams_per_connection,
+                run_nonce=run_nonce)
+        except ShardStartError as e:
+            raise RunError(str(e)) from None
+        if isinstance(engine, ShardedEngine):
+            stack.callback(engine.close)
+            manifest["shards"] = engine.describe()
         stack.callback(engine.stop)
         origin = now_ns()
         manifest["time_origin_ns"] = origin
@@ -364,6 +375,7 @@ def execute(cfg: RunConfig, command: list[str], display: Display | None = None) 
             ctx.save("manifest.json", ctx.manifest)
             orch = Orchestrator(ctx.engine, sink=ctx.records, stop_after_failing_s=cfg.stop_after_failing_s)
             orch.listeners.append(ctx.first_failures)
+            shard_run.watch_losses(ctx.engine, cfg.on_shard_loss, display.log, orch.interrupt)
             summary = run_loop(lambda: _run(cfg, ctx, orch, tiers, rules, display), on_signal=orch.interrupt)
     except (RunError, ValueError) as e:  # a server's answer in the message may echo the URL or the key
         e.args = (redact(str(e), secrets),)
@@ -432,6 +444,8 @@ async def _run(cfg: RunConfig, ctx: RunContext, orch: Orchestrator, tiers: list[
             power_doc = await power.finish(ctx) if power else None
             validity = validity_of(probes, interrupted=interrupted, stopped_early=stopped_early)
             notes = list(ctx.manifest.get("notes", []))
+            shard_run.finish(ctx.engine, ctx.manifest, validity, notes)
+            write_json(ctx.out / "manifest.json", ctx.manifest)
             if metrics is not None:
                 metrics.write_csv(ctx.out / "server_metrics.csv")
             if ctx.first_failures.first:

@@ -6,7 +6,8 @@ ceiling) a first fail; the bisection probes the midpoint of the widest open gap 
 gap is within the resolution. One probe judges every tier at once, so a probe made for one tier's
 bisection also narrows the others'. A tier that passes at the ceiling, or fails at 1, stops only
 itself: every other tier is still bisected. The search stops early only when a steady probe shows
-the server failing more than ``max_error_rate`` of its requests.
+the server failing more than ``max_error_rate`` of its requests. A probe during which a shard of a
+sharded engine died is kept (not steady, with the reason) and measured again on the other shards.
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ async def search(runner: ProbeRunner, *, start: int = 1, max_concurrency: int = 
 
     async def probe_at(c: int, phase: str) -> Probe:
         p = await runner.run(c, phase)
+        if p.index in runner.lost_probes and getattr(runner.engine, "live_shards", 0):
+            if on_probe:
+                on_probe(p)
+            p = await runner.run(c, phase)  # a shard died: measured again on the others, the lost probe kept
         tried[c] = p
         bounds.apply(p)
         if on_probe:

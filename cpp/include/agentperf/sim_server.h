@@ -65,6 +65,10 @@ struct SimServerConfig {
   std::string host = "127.0.0.1";
   uint16_t port = 0;              ///< 0: an ephemeral port (see SimServer::port())
   int workers = 1;                ///< event-loop threads (batching: engine replicas)
+  /// SO_REUSEPORT on the listeners, so that other processes can listen on the same port (serve-sim
+  /// --processes). Always on when workers > 1 (the workers share the port that way); off otherwise,
+  /// so that a second server on a taken port fails instead of silently sharing it.
+  bool reuse_port = false;
   SimModelParams model_params;    ///< the performance model (default: null, 200 ms TTFT, 10 ms ITL)
   int32_t output_tokens = 100;    ///< response length when the request has no max_tokens
   double early_stop_probability = 0;  ///< requests without ignore_eos that stop before max_tokens

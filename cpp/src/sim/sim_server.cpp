@@ -537,7 +537,7 @@ void SimServer::start() {
     int one = 1;
     if (fd >= 0) {
       setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+      if (config_.reuse_port || config_.workers > 1) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     }
     if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
       int err = errno;

@@ -30,6 +30,23 @@ CONVERT = {"start_turn": lambda v: v == "random", "no_cache_isolation": lambda v
            "tier_specs": tuple, "power": lambda v: tuple(v) or ("auto",), "run_nonce": lambda v: _hex(v)}
 
 
+class ShardsType(click.ParamType):
+    """``--shards``: a positive number of processes, or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if value == "auto" or isinstance(value, int):
+            return value
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n < 1:
+            self.fail(f"{value!r}: write a number of processes (>= 1) or auto", param, ctx)
+        return n
+
+
 def _hex(value: str | None) -> int | None:
     if value is None:
         return None
@@ -142,6 +159,16 @@ def _hex(value: str | None) -> int | None:
               show_default=True,
               help="Conversations needing more context than the server's limit (read before measuring): skip them, "
                    "truncate them to the turns that fit, or refuse to run.")
+@click.option("--shards", type=ShardsType(), default=D.shards, show_default=True,
+              help="Engine processes on this machine, the agents split over them (one process opens about 20,000 "
+                   "sockets at most). auto: enough that none holds more than 16,000 connections. 1: in-process.")
+@click.option("--ray", default=D.ray, metavar="ADDRESS|auto",
+              help="Run the shards as Ray actors on the cluster at ADDRESS (pip install 'agentperf-native[ray]').")
+@click.option("--shards-per-node", type=click.IntRange(min=1), default=D.shards_per_node, show_default=True,
+              help="With --ray: shards on each node.")
+@click.option("--on-shard-loss", type=click.Choice(["continue", "stop"]), default=D.on_shard_loss, show_default=True,
+              help="A shard that dies: the probe it hit is not steady and the run goes on with the others, or the "
+                   "run stops (every record drained so far is kept).")
 def run(**options) -> None:
     """Find the largest concurrency each SLO tier holds (or, with --concurrency, run one phase); write results."""
     from ..runner import RunError, execute

@@ -41,6 +41,7 @@ class Probe(WindowStats):
     power: dict | None = None
     server_metrics: dict | None = None
     client: dict | None = None  #: the client's self-check in the window (client_check.figures)
+    shards: list[dict] | None = None  #: per shard: requests scheduled in the window, counted on its own clock
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -43,7 +43,8 @@ class SimServer:
     probability per request; ``stall_s`` (0: never answer) and ``slow_headers_s`` size those faults.
     ``workers`` threads each run an independent replica of the model. ``accelerators``, ``idle_w``
     and ``dynamic_w`` (None: the batching params', else :data:`DEFAULT_POWER`) set each replica's
-    simulated accelerators and their power (see the module docstring).
+    simulated accelerators and their power (see the module docstring). ``reuse_port`` lets other
+    processes listen on the same port (``serve-sim --processes``; on by itself when ``workers`` > 1).
     """
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, workers: int = 1, preset: str | None = None,
@@ -51,7 +52,8 @@ class SimServer:
                  output_tokens: int = 100, tokens_per_chunk: int = 1, early_stop_probability: float = 0.0,
                  model: str = "agentperf-sim", seed: int = 1, faults: dict[str, float] | None = None,
                  stall_s: float = 0.0, slow_headers_s: float = 1.0, accelerators: int | None = None,
-                 idle_w: float | None = None, dynamic_w: float | None = None, lockstep: bool = False) -> None:
+                 idle_w: float | None = None, dynamic_w: float | None = None, lockstep: bool = False,
+                 reuse_port: bool = False) -> None:
         if preset is not None and params is not None:
             raise ValueError("pass either preset or params, not both")
         self.preset: Preset | None = get_preset(preset) if preset is not None else None
@@ -78,7 +80,8 @@ class SimServer:
             params=params.core_params() if params is not None else {},
             early_stop_probability=early_stop_probability, model=model,
             preset=preset or ("custom" if params is not None else "null"), seed=seed, faults=dict(faults or {}),
-            stall_ns=int(stall_s * 1e9), slow_headers_ns=int(slow_headers_s * 1e9), lockstep=lockstep, **self.power,
+            stall_ns=int(stall_s * 1e9), slow_headers_ns=int(slow_headers_s * 1e9), lockstep=lockstep,
+            reuse_port=reuse_port, **self.power,
         )
 
     def start(self) -> "SimServer":
