@@ -265,9 +265,11 @@ def test_a_shard_killed_mid_probe_leaves_a_run_that_finishes_and_says_why(tmp_pa
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, stderr
+    # completed, but not valid: a probe lost a shard (exit code 3, the verdict names the loss)
+    assert proc.returncode == 3, stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["complete"] is True
+    assert any("lost: killed by SIGKILL" in p for p in summary["validity"]["problems"]), summary["validity"]
     probes = json.loads((out / "phases.json").read_text())["probes"]
     hit = probes[1]
     assert not hit["steady"] and "shard 1" in hit["not_steady_reason"] and "SIGKILL" in hit["not_steady_reason"]
