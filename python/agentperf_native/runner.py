@@ -445,7 +445,7 @@ async def _run(cfg: RunConfig, ctx: RunContext, orch: Orchestrator, tiers: list[
             validity = validity_of(probes, interrupted=interrupted, stopped_early=stopped_early)
             notes = list(ctx.manifest.get("notes", []))
             shard_run.finish(ctx.engine, ctx.manifest, validity, notes)
-            write_json(ctx.out / "manifest.json", ctx.manifest)
+            ctx.save("manifest.json", ctx.manifest)
             if metrics is not None:
                 metrics.write_csv(ctx.out / "server_metrics.csv")
             if ctx.first_failures.first:

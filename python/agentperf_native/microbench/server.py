@@ -14,7 +14,6 @@ answers one command per line on stdin with one JSON line on stdout:
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -52,13 +51,10 @@ class ServerProcess:
     def __init__(self, model: NullModel, *, workers: int = 1, cpu: int | None = None, nice: int = 0,
                  faults: dict[str, float] | None = None) -> None:
         self.model = model
-        cmd = [sys.executable, "-m", "agentperf_native.microbench.server", "--ttft-s", repr(model.ttft_s),
-               "--itl-s", repr(model.itl_s), "--tokens", str(model.tokens), "--workers", str(workers)]
-        for kind, p in (faults or {}).items():
-            cmd += ["--fault", f"{kind}={p}"]
-        if model.lockstep:
-            cmd.append("--lockstep")
-        self.command = cmd
+        # the child's settings as one JSON argument (written by ServerProcess; not a command users type)
+        config = {"ttft_s": model.ttft_s, "itl_s": model.itl_s, "tokens": model.tokens, "workers": workers,
+                  "lockstep": model.lockstep, "faults": dict(faults or {})}
+        self.command = [sys.executable, "-m", "agentperf_native.microbench.server", json.dumps(config)]
 
         def setup() -> None:
             if cpu is not None:
@@ -66,7 +62,7 @@ class ServerProcess:
             if nice:
                 os.setpriority(os.PRIO_PROCESS, 0, nice)
 
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        self.proc = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, preexec_fn=setup if (cpu is not None or nice) else None)
         line = self.proc.stdout.readline()  # type: ignore[union-attr]
         if not line.startswith("http"):
@@ -109,19 +105,11 @@ class ServerProcess:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description="The microbenchmark's null server (a child process).")
-    p.add_argument("--ttft-s", type=float, required=True)
-    p.add_argument("--itl-s", type=float, required=True)
-    p.add_argument("--tokens", type=int, required=True)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--lockstep", action="store_true")
-    p.add_argument("--fault", action="append", default=[], metavar="KIND=P")
-    args = p.parse_args()
-    faults = {k: float(v) for k, _, v in (f.partition("=") for f in args.fault)}
+    args = json.loads(sys.argv[1])  # written by ServerProcess
     from ..sim.server import SimServer
 
-    server = SimServer(ttft_s=args.ttft_s, itl_s=args.itl_s, output_tokens=args.tokens, workers=args.workers,
-                       lockstep=args.lockstep, faults=faults).start()
+    server = SimServer(ttft_s=args["ttft_s"], itl_s=args["itl_s"], output_tokens=args["tokens"],
+                       workers=args["workers"], lockstep=args["lockstep"], faults=args["faults"]).start()
     print(server.url, flush=True)
     try:
         for line in sys.stdin:
