@@ -35,57 +35,15 @@ import platform
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from procwatch import Sampler, children, proc_sample  # noqa: E402
+
 CLI = [sys.executable, "-m", "agentperf_native.cli"]
-TICK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def proc_sample(pid: int) -> tuple[float, int] | None:
-    """(CPU seconds, RSS bytes) of a process, or None when it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        with open(f"/proc/{pid}/statm") as f:
-            rss_pages = int(f.read().split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / TICK, rss_pages * PAGE
-
-
-def open_fds(pid: int) -> int:
-    try:
-        return len(os.listdir(f"/proc/{pid}/fd"))
-    except OSError:
-        return -1
-
-
-class Sampler(threading.Thread):
-    """Every second: monotonic ns, and per named pid (CPU s, RSS bytes, open fds)."""
-
-    def __init__(self) -> None:
-        super().__init__(daemon=True)
-        self.pids: dict[str, int] = {}
-        self.samples: list[tuple[int, dict[str, tuple[float, int, int]]]] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while not self.stop.wait(1.0):
-            row = {}
-            for name, pid in list(self.pids.items()):
-                s = proc_sample(pid)
-                if s is not None:
-                    row[name] = (*s, open_fds(pid))
-            self.samples.append((time.monotonic_ns(), row))
-
-    def at(self, t_ns: int) -> dict[str, tuple[float, int, int]]:
-        """The sample nearest ``t_ns``."""
-        return min(self.samples, key=lambda s: abs(s[0] - t_ns))[1]
 
 
 def write_trajectory(path: Path, turns: int, tokens: int) -> None:
@@ -127,7 +85,7 @@ def main() -> int:
             return 1
         url = line.split()[-1]
         sampler.pids["server0"] = server.pid
-        for i, child in enumerate(_children(server.pid), start=1):
+        for i, child in enumerate(children(server.pid), start=1):
             sampler.pids[f"server{i}"] = child
         cmd = CLI + ["run", "--url", url, "--model", "agentperf-sim", "--trajectories", str(traj), "--concurrency",
                      str(args.agents), "--duration", args.duration, "--ramp", args.ramp, "--warmup", args.warmup,
@@ -207,15 +165,6 @@ def main() -> int:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     ok = summary["complete"] and phase["requests_failed"] == 0 and result["records_failed"] == 0
     return 0 if ok else 1
-
-
-def _children(pid: int) -> list[int]:
-    time.sleep(0.5)
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
 
 
 if __name__ == "__main__":

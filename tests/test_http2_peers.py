@@ -71,6 +71,9 @@ def test_tls_with_alpn(h2tls, protocol, connections):
     assert s.requests_failed == 0, (s.failures_by_kind, snap.last_connection_error)
     assert s.requests_ok > 0
     assert snap.connections_opened == connections
+    # Over TLS too the token times are the kernel's receive stamps (of the ciphertext reads).
+    assert not (r["flags"] & ap.engine.FLAG_USER_STAMPS).any()
+    assert snap.client_delay_ns.count == s.requests_ok * 20 or snap.client_delay_ns.count >= r["output_events"].sum()
 
 
 def test_tls_verification_is_on_by_default(h2tls):

@@ -41,6 +41,9 @@ def test_microbench_runs_end_to_end_with_the_baseline_and_writes_json_and_plot(t
         d = r["client_added_delay"]
         assert d["samples"] > 0 and d["unmatched"] == 0
         assert 0 <= d["p50_ms"] <= d["p99_ms"] <= d["max_ms"] < 1000
+        if r["client"] == "engine":  # its records' kernel stamps against the server's send stamps
+            k = r["kernel_stamp_vs_server"]
+            assert k["samples"] == d["samples"] and k["p99_ms"] <= d["p99_ms"]
     assert doc["comparison"]["h1"]["engine_over_baseline"] > 0
     assert "engine reaches" in proc.stdout
 

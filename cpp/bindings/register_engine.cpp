@@ -48,6 +48,7 @@ py::list record_fields() {
   AP_FIELD(worker, "<i4");
   AP_FIELD(error_kind, "u1");
   AP_FIELD(flags, "u1");
+  AP_FIELD(client_delay_us, "<u4");
   AP_FIELD(request_id, "<u8");
 #undef AP_FIELD
   return out;
@@ -76,6 +77,7 @@ py::dict snapshot_dict(const EngineSnapshot& s) {
   d["last_connection_error"] = s.last_connection_error;
   d["ttft_ns"] = s.ttft_ns;
   d["itl_ns"] = s.itl_ns;
+  d["client_delay_ns"] = s.client_delay_ns;
   d["e2e_ns"] = s.e2e_ns;
   d["output_speed_mtps"] = s.output_speed_mtps;
   return d;
@@ -90,6 +92,7 @@ void register_engine(py::module_& m) {
   m.attr("FLAG_TOKENS_ESTIMATED") = static_cast<int>(kFlagTokensEstimated);
   m.attr("FLAG_NEW_CONNECTION") = static_cast<int>(kFlagNewConnection);
   m.attr("FLAG_UNDER_GENERATED") = static_cast<int>(kFlagUnderGenerated);
+  m.attr("FLAG_USER_STAMPS") = static_cast<int>(kFlagUserStamps);
   m.attr("RECORD_ITEMSIZE") = sizeof(RequestRecord);
   m.def("record_fields", &record_fields, "(name, numpy format, byte offset) of every RequestRecord field");
   m.def("now_ns", &now_ns, "The monotonic clock every record uses (CLOCK_MONOTONIC, ns).");
@@ -197,7 +200,7 @@ void register_engine(py::module_& m) {
                        bool random_start_turn, bool cache_isolation, size_t record_buffer_limit,
                        int64_t spawn_interval_ns, bool history_generated, std::string protocol, bool tls,
                        bool tls_verify, std::string ca_file, std::string tls_server_name,
-                       uint32_t streams_per_connection, uint64_t run_nonce) {
+                       uint32_t streams_per_connection, uint64_t run_nonce, bool kernel_stamps) {
              if (!wl.frozen) throw std::logic_error("finalize() the workload before creating an engine");
              EngineConfig c;
              c.host = std::move(host);
@@ -227,6 +230,7 @@ void register_engine(py::module_& m) {
              c.tls_server_name = std::move(tls_server_name);
              if (streams_per_connection < 1) throw py::value_error("streams_per_connection must be >= 1");
              c.streams_per_connection = streams_per_connection;
+             c.kernel_stamps = kernel_stamps;
              return std::make_unique<Engine>(std::move(c), wl.w);
            }),
            py::arg("workload"), py::arg("host"), py::arg("port"), py::arg("host_header") = "",
@@ -240,7 +244,7 @@ void register_engine(py::module_& m) {
            py::arg("record_buffer_limit") = size_t{1} << 22, py::arg("spawn_interval_ns") = 0,
            py::arg("history_generated") = false, py::arg("protocol") = "h1", py::arg("tls") = false,
            py::arg("tls_verify") = true, py::arg("ca_file") = "", py::arg("tls_server_name") = "",
-           py::arg("streams_per_connection") = 100, py::arg("run_nonce") = 0)
+           py::arg("streams_per_connection") = 100, py::arg("run_nonce") = 0, py::arg("kernel_stamps") = true)
       .def("start", &Engine::start, py::call_guard<py::gil_scoped_release>())
       .def("stop", &Engine::stop, py::call_guard<py::gil_scoped_release>())
       .def("set_concurrency", &Engine::set_concurrency, py::arg("agents"))

@@ -8,6 +8,7 @@ ERROR_KINDS: list[str]
 FLAG_TOKENS_ESTIMATED: int
 FLAG_NEW_CONNECTION: int
 FLAG_UNDER_GENERATED: int
+FLAG_USER_STAMPS: int
 RECORD_ITEMSIZE: int
 
 def record_fields() -> list[tuple[str, str, int]]: ...

@@ -6,13 +6,18 @@ Per probe window it records, from this process:
   (:mod:`agentperf_native.microbench.cpu`, the one CPU-accounting method of the package);
 - the event loop's lag: how late the orchestrator's drain tick woke up (P99 and max);
 - send lateness: scheduled → first byte written, P99 (measured from the records by
-  :mod:`agentperf_native.measure`).
+  :mod:`agentperf_native.measure`);
+- client-added delay: how long response bytes waited in the socket between the kernel's receive
+  stamp and the client reading them, per request the most of its reads, P50 / P99 / max (from the
+  records by :mod:`agentperf_native.measure`). Token times are the kernel's stamps, so this delay
+  is not in TTFT or ITL; it is evidence of a client that reads behind the server.
 
 When a figure crosses its limit (:data:`LIMITS`) the run's validity verdict says "client-bound",
 with the figure and what to do. The limits are chosen so that a client under them adds far less
 than the tiers' resolution: a worker above 90 % CPU has no headroom left for a burst of events,
-a loop more than 100 ms late delays every control decision of a probe, and a request sent 50 ms
-after its schedule shifts TTFT by as much.
+a loop more than 100 ms late delays every control decision of a probe, a request sent 50 ms
+after its schedule shifts TTFT by as much, and bytes left 50 ms in the socket mean the client reads
+slower than the server writes (once the socket buffer fills, the server itself is held back).
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ import numpy as np
 from .microbench import cpu
 
 #: The limits above which a probe is client-bound.
-LIMITS = {"worker_cpu_share": 0.90, "loop_lag_p99_ms": 100.0, "send_lateness_p99_ms": 50.0}
+LIMITS = {"worker_cpu_share": 0.90, "loop_lag_p99_ms": 100.0, "send_lateness_p99_ms": 50.0,
+          "client_delay_p99_ms": 50.0}
 ADVICE = "give the engine more workers (--workers), use --protocol h2, or split the agents over --shards"
 
 
@@ -55,8 +61,10 @@ class WindowCpu:
                 if name.startswith("apn-worker")} if wall > 0 else {}
 
 
-def figures(worker_share: dict[str, float], lags_ns: np.ndarray, send_lateness_p99_ms: float | None) -> dict:
-    """The self-check of one window, as stored in ``Probe.client``."""
+def figures(worker_share: dict[str, float], lags_ns: np.ndarray, send_lateness_p99_ms: float | None,
+            client_delay_ms: dict[str, float | None] | None = None) -> dict:
+    """The self-check of one window, as stored in ``Probe.client``; the record-based figures
+    (send lateness, client-added delay) may be filled in later, when the window's records are in."""
     lag_ms = lags_ns / 1e6
     return {
         "worker_cpu_share": {k: round(v, 4) for k, v in worker_share.items()},
@@ -65,7 +73,7 @@ def figures(worker_share: dict[str, float], lags_ns: np.ndarray, send_lateness_p
         "loop_lag_max_ms": round(float(lag_ms.max()), 3) if lag_ms.size else None,
         "loop_ticks": int(lag_ms.size),
         "send_lateness_p99_ms": send_lateness_p99_ms,
-        "client_added_delay": None,  # kernel receive stamps: not measured yet
+        "client_added_delay_ms": client_delay_ms or None,
     }
 
 
@@ -83,4 +91,8 @@ def bound_by(client: dict | None) -> list[str]:
     late = client.get("send_lateness_p99_ms")
     if late is not None and late > LIMITS["send_lateness_p99_ms"]:
         out.append(f"P99 send lateness {late:.0f} ms > {LIMITS['send_lateness_p99_ms']:.0f} ms")
+    delay = (client.get("client_added_delay_ms") or {}).get("p99")
+    if delay is not None and delay > LIMITS["client_delay_p99_ms"]:
+        out.append(f"P99 client-added delay {delay:.0f} ms > {LIMITS['client_delay_p99_ms']:.0f} ms "
+                   "(response bytes waited that long in the socket)")
     return out

@@ -39,6 +39,7 @@ ERROR_KINDS: list[str] = list(_core.ERROR_KINDS)
 FLAG_TOKENS_ESTIMATED = _core.FLAG_TOKENS_ESTIMATED
 FLAG_NEW_CONNECTION = _core.FLAG_NEW_CONNECTION
 FLAG_UNDER_GENERATED = _core.FLAG_UNDER_GENERATED
+FLAG_USER_STAMPS = _core.FLAG_USER_STAMPS
 
 
 def now_ns() -> int:
@@ -75,6 +76,8 @@ class Snapshot:
     itl_ns: Any
     e2e_ns: Any
     output_speed_mtps: Any
+    #: per output event: kernel receive stamp → the client saw the bytes (client-added delay)
+    client_delay_ns: Any
 
 
 class Engine:
@@ -100,6 +103,14 @@ class Engine:
     ``connect`` record. One SSE event over ``max_event_bytes`` (or response headers over 64 KiB)
     ends its request as ``oversized``. HTTP status failures (5xx, 429) are counted, never retried.
 
+    Timing: with ``kernel_stamps`` (the default) every response byte is stamped with the time the
+    kernel received it (``SO_TIMESTAMPNS``, converted to CLOCK_MONOTONIC at the read; see
+    ``cpp/src/client/read_stamp.h``), so TTFT and ITL do not grow when the client's CPU is busy. The
+    wait between that stamp and the client seeing the bytes is the client-added delay: per record
+    (``client_delay_us``, the most of any of its reads) and per output event (the snapshot's
+    ``client_delay_ns`` histogram). A read without a kernel stamp falls back to the user-space
+    stamp and flags the record ``FLAG_USER_STAMPS``.
+
     Use as a context manager, or call :meth:`start` and :meth:`stop`. Every method releases the
     GIL while the native side works; none blocks longer than a thread join.
     """
@@ -110,7 +121,7 @@ class Engine:
                  spawn_interval_s: float = 0.0, history: str | None = None, protocol: str = "auto",
                  ca_file: str | None = None, insecure: bool = False, streams_per_connection: int = 100,
                  run_nonce: int = 0, stream_idle_timeout_s: float = 60.0, connect_retry_s: float = 0.1,
-                 connect_retry_max_s: float = 5.0, max_event_bytes: int = 1 << 20) -> None:
+                 connect_retry_max_s: float = 5.0, max_event_bytes: int = 1 << 20, kernel_stamps: bool = True) -> None:
         self.endpoint = url if isinstance(url, Endpoint) else Endpoint.parse(url)
         self.workload = workload
         self.workers = workers or default_workers()
@@ -142,6 +153,7 @@ class Engine:
             ca_file=ca_file or "",
             streams_per_connection=streams_per_connection,
             run_nonce=run_nonce,
+            kernel_stamps=kernel_stamps,
         )
         self._core.set_concurrency(int(concurrency))
 

@@ -32,13 +32,14 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-from .engine import ERROR_KINDS, FLAG_TOKENS_ESTIMATED, FLAG_UNDER_GENERATED
+from .engine import ERROR_KINDS, FLAG_TOKENS_ESTIMATED, FLAG_UNDER_GENERATED, FLAG_USER_STAMPS
 
 _HTTP_STATUS = ERROR_KINDS.index("http_status")
 TTFT_PERCENTILES = {"p50": 50, "p90": 90, "p95": 95, "p99": 99}
 SPEED_PERCENTILES = {"p5": 5, "p25": 25, "p50": 50, "p75": 75}
 E2E_PERCENTILES = {"p50": 50, "p95": 95, "p99": 99}
 ITL_PERCENTILES = {"p50": 50, "p95": 95}
+DELAY_PERCENTILES = {"p50": 50, "p99": 99, "max": 100}
 
 
 @dataclass
@@ -67,6 +68,10 @@ class WindowStats:
     requests_tokens_estimated: int = 0
     context_overflows: int = 0             #: refused for their length (HTTP 400/413)
     send_lateness_p99_ms: float | None = None  #: scheduled -> first byte written (client queueing)
+    #: client-added delay: per request, the most any of its reads waited between the kernel's
+    #: receive stamp and the client seeing the bytes (requests with a response, kernel-stamped)
+    client_delay_ms: dict[str, float | None] = field(default_factory=dict)
+    requests_user_stamps: int = 0          #: with a read that had no kernel stamp (user-space times)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -120,7 +125,8 @@ class WindowMeter:
     _COLUMNS = {"sched": np.int64, "ttft": np.float64, "speed": np.float64, "e2e": np.float64,
                 "itl": np.float64, "ok": np.bool_, "late": np.float64, "kind": np.uint8, "out": np.int64,
                 "prompt": np.int64, "cached": np.int64, "under": np.bool_, "estimated": np.bool_,
-                "overflow": np.bool_, "agent": np.int64, "done": np.bool_}
+                "overflow": np.bool_, "agent": np.int64, "done": np.bool_, "delay": np.float64,
+                "user_stamps": np.bool_}
 
     def __init__(self, start_ns: int, *, end_ns: int | None = None, turns_per_conversation: list[int] | None = None,
                  agents: int = 0) -> None:
@@ -173,6 +179,9 @@ class WindowMeter:
         sent = sel["sent_ns"]
         c["late"].extend(np.where(sent > 0, (sent - sel["scheduled_ns"]) * 1e-6, np.nan))
         c["kind"].extend(sel["error_kind"])
+        user = sel["flags"] & FLAG_USER_STAMPS != 0
+        c["user_stamps"].extend(user)
+        c["delay"].extend(np.where((sel["first_byte_ns"] > 0) & ~user, sel["client_delay_us"] * 1e-3, np.nan))
         c["out"].extend(np.where(ok, sel["output_tokens"], 0))
         c["prompt"].extend(np.where(ok, np.maximum(sel["prompt_tokens"], 0), 0))
         c["cached"].extend(np.where(ok, np.maximum(sel["cached_tokens"], 0), 0))
@@ -250,6 +259,8 @@ class WindowMeter:
             requests_tokens_estimated=int(np.count_nonzero(c["estimated"])),
             context_overflows=int(np.count_nonzero(c["overflow"])),
             send_lateness_p99_ms=_order_stat(c["late"][~np.isnan(c["late"])], 99),
+            client_delay_ms=_pct(c["delay"][~np.isnan(c["delay"])], DELAY_PERCENTILES),
+            requests_user_stamps=int(np.count_nonzero(c["user_stamps"])),
         )
 
     def _throughput(self, end_ns: int) -> float:

@@ -226,6 +226,7 @@ class ProbeRunner:
                 setattr(probe, name, value)
             if probe.client is not None:
                 probe.client["send_lateness_p99_ms"] = probe.send_lateness_p99_ms
+                probe.client["client_added_delay_ms"] = probe.client_delay_ms or None
             self._set_window(probe, meter.start_ns, meter.end_ns)
             if probe.requests == 0 and probe.not_steady_reason is None:
                 probe.not_steady_reason = "no request started in the window"

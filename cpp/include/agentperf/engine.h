@@ -57,6 +57,9 @@ struct EngineConfig {
   /// is given up as kIdleTimeout; 0: never. Before the headers only the request timeout applies (a
   /// request queued by a busy server may legitimately wait long for its first byte).
   int64_t stream_idle_timeout_ns = 60LL * 1'000'000'000;
+  /// Stamp response bytes with the kernel's receive time (SO_TIMESTAMPNS; client/read_stamp.h);
+  /// false: user-space stamps only (every record flagged kFlagUserStamps).
+  bool kernel_stamps = true;
   /// Connect retries back off per agent: after n consecutive connect failures the agent waits
   /// uniformly in [b/2, b], b = min(connect_retry_max_ns, connect_retry_ns · 2^(n-1)), drawn from its
   /// own random stream; a connection that comes up resets n. Every failed attempt is a kConnect record.
@@ -102,6 +105,8 @@ struct EngineSnapshot {
   uint64_t records_dropped = 0;
   HistogramSnapshot ttft_ns;
   HistogramSnapshot itl_ns;             ///< gaps between consecutive output events of one request
+  /// Per output event with a kernel receive stamp: how long its bytes waited for the client.
+  HistogramSnapshot client_delay_ns;
   HistogramSnapshot e2e_ns;
   HistogramSnapshot output_speed_mtps;  ///< per-request output speed, milli-tokens per second
   int64_t connections_open = 0;         ///< transport connections currently open (all workers)

@@ -40,6 +40,9 @@ enum RecordFlags : uint8_t {
   kFlagTokensEstimated = 1,  ///< output_tokens is the count of output events (no usage from server)
   kFlagNewConnection = 2,    ///< the request opened a new connection (connect time inside TTFT)
   kFlagUnderGenerated = 4,   ///< fewer output tokens than the requested exact length
+  /// Some response bytes of this request came without a kernel receive stamp (see
+  /// client/read_stamp.h): its times are (partly) user-space stamps, client_delay_us is a floor.
+  kFlagUserStamps = 8,
 };
 
 /// One request. Plain data, 128 bytes; written by the worker that ran it, moved to readers in bulk.
@@ -63,7 +66,10 @@ struct RequestRecord {
   int32_t worker;          ///< worker thread index
   uint8_t error_kind;      ///< ErrorKind
   uint8_t flags;           ///< RecordFlags
-  uint8_t pad_[6];
+  uint8_t pad_[2];          ///< (the Python layer writes the shard index here)
+  /// Client-added delay: the most any of this request's reads waited between the kernel's receive
+  /// stamp and the client seeing the bytes, in microseconds (0 without kernel stamps).
+  uint32_t client_delay_us;
   uint64_t request_id;     ///< its X-Request-Id (unique within the run; also on a request that never reached the server)
 };
 static_assert(sizeof(RequestRecord) == 128, "RequestRecord layout is part of the numpy contract");

@@ -1,5 +1,7 @@
 #include "client/agent.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "agentperf/clock.h"
@@ -148,7 +150,19 @@ void Agent::on_connection_failed(Connection*, int64_t now) {
   if (in_flight_) finish(ErrorKind::kConnect, now);
 }
 
+int64_t Agent::note_read() {
+  const ReadStamp& r = w_.read_stamp();
+  if (!r.kernel) {
+    rec_.flags |= kFlagUserStamps;
+    return 0;
+  }
+  const int64_t d = r.delay_ns();
+  if (d > client_delay_ns_) client_delay_ns_ = d;
+  return d;
+}
+
 void Agent::on_response_headers(int status, int64_t now) {
+  note_read();
   rec_.http_status = status;
   rec_.first_byte_ns = now;
   last_rx_ns_ = now;
@@ -162,6 +176,8 @@ void Agent::keep_body(const char* data, size_t n) {
 }
 
 void Agent::on_response_data(const char* data, size_t n, int64_t now) {
+  const int64_t delay = note_read();
+  const bool stamped = (rec_.flags & kFlagUserStamps) == 0;
   last_rx_ns_ = now;
   keep_body(data, n);
   if (!is_2xx(rec_.http_status) || oversized_) return;
@@ -175,6 +191,7 @@ void Agent::on_response_data(const char* data, size_t n, int64_t now) {
       }
       rec_.last_token_ns = now;
       ++rec_.output_events;
+      if (stamped) w_.record_client_delay(delay);
     }
     if (ev.has_usage) {
       if (ev.usage.completion_tokens >= 0) usage_completion_ = ev.usage.completion_tokens;
@@ -265,6 +282,7 @@ void Agent::start_record() {
   oversized_ = false;
   event_kept_ = false;
   last_rx_ns_ = 0;
+  client_delay_ns_ = 0;
   body_.clear();
   sse_.reset();
   sse_.set_max_event_bytes(w_.config().max_event_bytes);
@@ -356,6 +374,7 @@ void Agent::finish(ErrorKind kind, int64_t now) {
   ++gen_;  // invalidates the timeout timer
   rec_.done_ns = now;
   rec_.error_kind = static_cast<uint8_t>(kind);
+  rec_.client_delay_us = static_cast<uint32_t>(std::min<int64_t>(client_delay_ns_ / 1000, UINT32_MAX));
   if (usage_completion_ >= 0) {
     rec_.output_tokens = usage_completion_;
   } else {

@@ -56,6 +56,13 @@ class AgentHost {
   virtual void count_engaged(int64_t delta) = 0;
   /// A gap between two output events of one request (the ITL histogram).
   virtual void record_gap(int64_t gap_ns) = 0;
+  /// The stamps of the read being delivered (ConnectionHost::set_read_stamp); by default none.
+  virtual const ReadStamp& read_stamp() const {
+    static const ReadStamp none;
+    return none;
+  }
+  /// The client-added delay of one output event (the live histogram).
+  virtual void record_client_delay(int64_t delay_ns) {}
   /// A finished request: counters, histograms, the record buffer.
   virtual void commit(const RequestRecord& rec) = 0;
   /// The agent has left: back to the pool (called from inside the agent; it must not touch itself
@@ -122,6 +129,8 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
   bool owns(Connection* c) const { return c && c->owner == this; }
   void stop_waiting();
   void finish(ErrorKind kind, int64_t now_ns);
+  /// The read being delivered: its client-added delay (or the flag that it had no kernel stamp).
+  int64_t note_read();
   void advance_turn();
   void pick_conversation();
 
@@ -150,6 +159,7 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
   int connect_failures_ = 0;    // consecutive failed connect attempts (the backoff's exponent)
   int64_t oversized_ns_ = 0;
   int64_t last_rx_ns_ = 0;      // the last byte of the response in flight (idle timeout)
+  int64_t client_delay_ns_ = 0;  // the largest client-added delay of the response's reads
   std::string body_;            // the start of the response body (kept for a failure)
   int64_t usage_completion_ = -1;
   int64_t spawn_ns_ = 0;

@@ -92,6 +92,7 @@ bool SocketConnection::open() {
   }
   int one = 1;
   setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (host_.kernel_stamps()) enable_receive_stamps(fd_);  // else reads carry user-space stamps (flagged)
   if (connect(fd_, host_.addr(), host_.addr_len()) < 0 && errno != EINPROGRESS) {
     host_.connection_error(std::string("connect(): ") + std::strerror(errno));
     ::close(fd_);
@@ -236,9 +237,13 @@ bool SocketConnection::deliver(const char* data, size_t n, int64_t now) {
 void SocketConnection::read_ready() {
   char* buf = host_.read_buffer();
   while (fd_ >= 0) {
-    ssize_t n = ::read(fd_, buf, kReadBufferBytes);
-    int64_t now = now_ns();
+    ReadStamp stamp;
+    ssize_t n = read_stamped(fd_, buf, kReadBufferBytes, &stamp);
+    // The bytes' time is when they reached the socket (over TLS: the ciphertext's), not when the
+    // client got round to them; the host keeps both for the client-added delay.
+    const int64_t now = stamp.at_ns;
     if (n > 0) {
+      host_.set_read_stamp(stamp);
       if (tls_) {
         tls_->feed_cipher(buf, static_cast<size_t>(n));
         if (!tls_->handshake_done()) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "agentperf/protocol.h"
+#include "client/read_stamp.h"
 #include "client/session.h"
 #include "common/event_loop.h"
 
@@ -107,6 +108,10 @@ class ConnectionHost {
   virtual void connection_error(const std::string& what) = 0;
   /// A TLS failure (handshake, certificate, ALPN refusal), in words; by default a connection_error.
   virtual void tls_error(const std::string& what) { connection_error(what); }
+  /// Whether sockets ask the kernel for receive stamps (EngineConfig::kernel_stamps).
+  virtual bool kernel_stamps() const { return true; }
+  /// The stamps of the read whose bytes are being delivered now (before the session sees them).
+  virtual void set_read_stamp(const ReadStamp& stamp) {}
 };
 
 constexpr size_t kReadBufferBytes = 256 * 1024;

@@ -217,6 +217,7 @@ void Worker::add_to(EngineSnapshot& s) const {
   }
   s.ttft_ns.merge(ttft_.snapshot());
   s.itl_ns.merge(itl_.snapshot());
+  s.client_delay_ns.merge(client_delay_.snapshot());
   s.e2e_ns.merge(e2e_.snapshot());
   s.output_speed_mtps.merge(speed_.snapshot());
 }

@@ -74,6 +74,10 @@ class Worker final : public TimerTarget, public AgentHost, public ConnectionHost
     engaged_.store(engaged_.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
   }
   void record_gap(int64_t gap_ns) override { itl_.record(static_cast<uint64_t>(gap_ns)); }
+  const ReadStamp& read_stamp() const override { return read_stamp_; }
+  void record_client_delay(int64_t delay_ns) override { client_delay_.record(static_cast<uint64_t>(delay_ns)); }
+  void set_read_stamp(const ReadStamp& stamp) override { read_stamp_ = stamp; }
+  bool kernel_stamps() const override { return config_.kernel_stamps; }
   void commit(const RequestRecord& rec) override;
   void remove_agent(Agent* agent) override;
   void keep_failure(const RequestRecord& rec, std::string_view body) override;
@@ -146,6 +150,8 @@ class Worker final : public TimerTarget, public AgentHost, public ConnectionHost
   std::atomic<int64_t> open_{0};
   std::atomic<int64_t> engaged_{0};
   Histogram ttft_, itl_, e2e_, speed_;
+  Histogram client_delay_;  // per output event: kernel receive stamp -> the client saw it
+  ReadStamp read_stamp_;
   SingleWriterCounter started_, ok_, failed_, events_, tokens_, opened_;
   std::array<SingleWriterCounter, kErrorKindCount> by_kind_;
   // Worker thread only: what the records committed since the last publish() add to the counters.

@@ -12,7 +12,10 @@ one window after a warm-up:
   (:meth:`NullModel.ideal_events_per_s`);
 * **client-added delay**: for each request finished in the window, the client's read time of its
   first and of its last output event minus the server's time of handing that event to the kernel
-  (the server's stamps, by X-Request-Id; only with the microbenchmark's own server);
+  (the server's stamps, by X-Request-Id; only with the microbenchmark's own server). The engine's
+  records carry the kernel's receive stamps, so its read time is taken as that stamp plus the
+  request's client-added delay (the most any of its reads waited: an upper bound); how far the
+  kernel stamps themselves are from the server's is kept beside it (``kernel_stamp_vs_server``);
 * **memory per stream**: this process's RSS once every stream runs minus before the client was
   created, over the streams.
 """
@@ -141,19 +144,24 @@ class EngineClient(_Client):
     def poll(self) -> None:
         batch = self.eng.drain_records()
         if batch.size:
-            self._chunks.append(batch[["request_id", "first_token_ns", "last_token_ns", "error_kind"]].copy())
+            self._chunks.append(batch[["request_id", "first_token_ns", "last_token_ns", "error_kind",
+                                       "client_delay_us"]].copy())
 
     def _records(self) -> np.ndarray:
         self.poll()
         return np.concatenate(self._chunks) if self._chunks else np.empty(0)
 
-    def stamps_in(self, t0_ns: int, t1_ns: int) -> np.ndarray:
+    def stamps_in(self, t0_ns: int, t1_ns: int, *, kernel: bool = False) -> np.ndarray:
+        """(request id, first, last) per request: the read times (kernel stamp + client-added
+        delay), or with ``kernel`` the kernel's stamps."""
         r = self._records()
         if r.size == 0:
             return np.empty((0, 3), dtype=np.int64)
         ok = (r["error_kind"] == 0) & (r["last_token_ns"] >= t0_ns) & (r["last_token_ns"] < t1_ns)
         r = r[ok]
-        return np.stack([r["request_id"].astype(np.int64), r["first_token_ns"], r["last_token_ns"]], axis=1)
+        added = 0 if kernel else r["client_delay_us"].astype(np.int64) * 1000
+        return np.stack([r["request_id"].astype(np.int64), r["first_token_ns"] + added, r["last_token_ns"] + added],
+                        axis=1)
 
     def problems(self) -> list[str]:
         s = self.eng.snapshot()
@@ -245,6 +253,7 @@ def measure(name: str, spec: RunSpec, server_stamps: Callable[[int], list] | Non
         problems = client.problems()
         details = client.details()
         stamps = client.stamps_in(w0, w1)
+        kernel_stamps = client.stamps_in(w0, w1, kernel=True) if isinstance(client, EngineClient) else None
     finally:
         client.stop()
     used = cpu.cpu_between(c0, c1)
@@ -279,7 +288,10 @@ def measure(name: str, spec: RunSpec, server_stamps: Callable[[int], list] | Non
         "details": details,
     }
     if server_stamps is not None:
-        out["client_added_delay"] = client_added_delay(stamps, server_stamps(t_start_ns))
+        server = server_stamps(t_start_ns)
+        out["client_added_delay"] = client_added_delay(stamps, server)
+        if kernel_stamps is not None:
+            out["kernel_stamp_vs_server"] = client_added_delay(kernel_stamps, server)
     else:
         out["client_added_delay"] = None
     return out

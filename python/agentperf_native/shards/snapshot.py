@@ -17,7 +17,7 @@ import numpy as np
 from .. import _core
 from ..engine import Snapshot
 
-HISTOGRAMS = ("ttft_ns", "itl_ns", "e2e_ns", "output_speed_mtps")
+HISTOGRAMS = ("ttft_ns", "itl_ns", "e2e_ns", "output_speed_mtps", "client_delay_ns")
 #: Gauges describe what a shard holds now: a lost shard holds nothing.
 GAUGES = ("agents_target", "agents_live", "agents_active", "agents_engaged", "requests_in_flight",
           "connections_open")
