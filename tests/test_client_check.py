@@ -1,7 +1,12 @@
 """The client's self-check in every probe: worker CPU, event-loop lag, send lateness, and the
 client-bound verdict when one crosses its limit."""
 
+import os
+import subprocess
+import sys
 import time
+
+import pytest
 
 import agentperf_native as ap
 from agentperf_native import client_check
@@ -57,3 +62,55 @@ def test_each_limit_is_judged_on_its_own():
     assert client_check.bound_by({**ok, "send_lateness_p99_ms": 80.0}) == ["P99 send lateness 80 ms > 50 ms"]
     assert client_check.bound_by({**ok, "loop_lag_p99_ms": 150.0}) == ["event-loop lag P99 150 ms > 100 ms"]
     assert client_check.bound_by(None) == []
+    busy = client_check.bound_by({**ok, "worker_busy_share_max": 0.97})
+    assert len(busy) == 1 and busy[0].startswith("engine worker busy 97% of the window"), busy
+    # a worker over the CPU limit is said once (its busy share is at least its CPU share)
+    assert len(client_check.bound_by({**ok, "worker_cpu_share_max": 0.95, "worker_busy_share_max": 0.99})) == 1
+    delay = client_check.bound_by({**ok, "client_added_delay_ms": {"p50": 10.0, "p99": 70.0, "max": 90.0}})
+    assert len(delay) == 1 and delay[0].startswith("P99 client-added delay 70 ms > 50 ms"), delay
+    assert client_check.bound_by({**ok, "client_added_delay_ms": {"p50": 1.0, "p99": 5.0, "max": 9.0}}) == []
+
+
+def _worker_tid() -> int:
+    for t in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{t}/comm") as f:
+            if f.read().startswith("apn-worker"):
+                return int(t)
+    raise AssertionError("no engine worker thread")
+
+
+@pytest.mark.parametrize("starved", [False, True])
+def test_a_starved_worker_makes_the_window_client_bound_and_a_quiet_one_does_not(sim, starved):
+    """The same 200 streams, once with the worker's core to itself and once starved: the worker
+    runs at the idle scheduling class on one core with a busy loop beside it, so it barely gets the
+    CPU. The starved window is client-bound (the worker is busy — running or waiting to run — all
+    the time, requests go out late, bytes wait in the socket); the quiet one is not."""
+    server = sim(ttft_s=0.01, itl_s=0.02)
+    engine = ap.Engine(server.url, one_turn_workload(50), workers=1, spawn_interval_s=0.0025)
+    engine.start()
+    hog = None
+    if starved:
+        core = min(os.sched_getaffinity(0))
+        tid = _worker_tid()
+        os.sched_setaffinity(tid, {core})
+        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        os.sched_setaffinity(hog.pid, {core})
+    try:
+        probe, _ = ap.run_phase(engine, 200, 3.0)
+    finally:
+        if hog is not None:
+            hog.kill()
+            hog.wait()
+    verdict = validity_of([probe], interrupted=False)
+    c = probe.client
+    figures = {k: c[k] for k in ("worker_cpu_share_max", "worker_busy_share_max", "send_lateness_p99_ms",
+                                 "client_added_delay_ms")}
+    if not starved:
+        assert verdict.valid and not verdict.client_saturated, (verdict.problems, figures)
+        assert c["worker_busy_share_max"] < 0.5, figures
+        return
+    assert not verdict.valid and verdict.client_saturated, figures
+    problem = next(p for p in verdict.problems if p.startswith("client-bound"))
+    assert "engine worker busy" in problem and "waiting for one" in problem and "--shards" in problem, problem
+    assert c["worker_busy_share_max"] > 0.95 and c["worker_cpu_share_max"] < 0.2, figures

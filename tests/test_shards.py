@@ -149,6 +149,11 @@ def _check_same(reference, probe, records, shards):
     assert len(np.unique(records["agent_id"])) >= 64  # global agent ids: no two shards share one
     assert [c["shard"] for c in probe.shards] == list(range(shards))
     assert sum(c["requests"] for c in probe.shards) == probe.requests  # each shard's own clock agrees
+    # The self-check counts the workers where they run: inside each shard.
+    workers = set(probe.client["worker_cpu_share"])
+    assert {w.split("/")[0] for w in workers} == {f"shard{i}" for i in range(shards)}, probe.client
+    assert all(w.split("/")[1].startswith("apn-worker-") for w in workers)
+    assert 0 < probe.client["worker_cpu_share_max"] <= 1.05
 
 
 @pytest.fixture(scope="module")

@@ -150,7 +150,8 @@ class ProbeRunner:
                 await self.orch.tick()
             # 3. the window, extended until the rules hold (within the limit)
             meter = WindowMeter(window_start, turns_per_conversation=self.turns, agents=concurrency)
-            window_cpu = WindowCpu()
+            # in this process, or inside each shard where the workers run there
+            window_cpu = self.engine.window_cpu() if hasattr(self.engine, "window_cpu") else WindowCpu()
             self.orch.meters.add(meter)
             self.current.meter = meter
             probe.state = "measuring"
@@ -159,8 +160,9 @@ class ProbeRunner:
                 self.on_update(probe)
             window_end = await self._measure(probe, meter, window_start, concurrency)
             meter.close(window_end)
-            probe.client = client_check.figures(window_cpu.close(), self.orch.loop_lag.between(window_start, window_end),
-                                                None)
+            worker_cpu, worker_wait = window_cpu.close()
+            probe.client = client_check.figures(worker_cpu, self.orch.loop_lag.between(window_start, window_end),
+                                                None, worker_wait=worker_wait)
             # 4. the requests started in the window finish (agents leave after their request)
             if not await self.stop_agents(rules.drain_timeout_s):
                 probe.not_steady_reason = probe.not_steady_reason or \

@@ -1,7 +1,10 @@
 """CPU and memory accounting of the microbenchmark: one method, used by every client and script.
 
 CPU time is read per thread from ``/proc/PID/task/TID/schedstat`` (on-CPU nanoseconds; where the
-kernel has no schedstat, ``utime + stime`` from ``/proc/PID/task/TID/stat`` in clock ticks). A
+kernel has no schedstat, ``utime + stime`` from ``/proc/PID/task/TID/stat`` in clock ticks). The
+same file gives the time each thread spent runnable but waiting for a CPU (its second field): a
+thread whose on-CPU plus waiting time fills the wall clock never sleeps, so it has more work than
+CPU (a starved client). A
 :class:`CpuSample` holds every thread of one process at one instant; the difference of two samples
 (:func:`cpu_between`) is the CPU each thread used in between. Threads are told apart by name: the
 engine's native workers are ``apn-worker-N``, the baseline reader ``apn-baseline-0``; everything
@@ -20,18 +23,20 @@ TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 CLIENT_THREAD_PREFIXES = ("apn-worker", "apn-baseline")
 
 
-def _thread_cpu_ns(task_dir: str) -> int | None:
+def _thread_times_ns(task_dir: str) -> tuple[int | None, int | None]:
+    """(on-CPU ns, runnable-but-waiting ns) of one thread; the wait is None without schedstat."""
     try:
         with open(f"{task_dir}/schedstat") as f:
-            return int(f.read().split()[0])
+            on_cpu, wait = f.read().split()[:2]
+            return int(on_cpu), int(wait)
     except (OSError, ValueError, IndexError):
         pass
     try:
         with open(f"{task_dir}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // TICKS
+        return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // TICKS, None
     except (OSError, ValueError, IndexError):
-        return None
+        return None, None
 
 
 @dataclass
@@ -40,6 +45,7 @@ class CpuSample:
 
     t: float
     threads: dict[int, tuple[str, int]] = field(default_factory=dict)  # tid -> (name, cpu ns)
+    waits: dict[int, int] = field(default_factory=dict)  # tid -> runnable-but-waiting ns (where known)
 
     @property
     def total_ns(self) -> int:
@@ -56,9 +62,11 @@ def sample(pid: int | None = None) -> CpuSample:
     s = CpuSample(t=time.monotonic())
     for tid in tids:
         d = f"{base}/{tid}"
-        ns = _thread_cpu_ns(d)
+        ns, wait = _thread_times_ns(d)
         if ns is None:
             continue
+        if wait is not None:
+            s.waits[int(tid)] = wait
         try:
             with open(f"{d}/comm") as f:
                 name = f.read().strip()
@@ -74,9 +82,11 @@ def is_client_thread(name: str) -> bool:
 
 def cpu_between(a: CpuSample, b: CpuSample) -> dict:
     """CPU used between two samples of one process: ``total_s``, ``client_threads_s`` (native
-    client threads), ``other_s`` (the rest), ``by_thread`` ({name: seconds}, client threads only)
-    and ``wall_s``."""
+    client threads), ``other_s`` (the rest), ``by_thread`` ({name: seconds}, client threads only),
+    ``wait_by_thread`` ({name: seconds runnable but waiting for a CPU}, client threads whose wait
+    the kernel reports) and ``wall_s``."""
     by_thread: dict[str, float] = {}
+    wait_by_thread: dict[str, float] = {}
     total = client = 0
     for tid, (name, ns) in b.threads.items():
         d = ns - a.threads.get(tid, (name, 0))[1]
@@ -84,8 +94,11 @@ def cpu_between(a: CpuSample, b: CpuSample) -> dict:
         if is_client_thread(name):
             client += d
             by_thread[name] = by_thread.get(name, 0.0) + d / 1e9
+            if tid in b.waits:
+                wait = b.waits[tid] - a.waits.get(tid, 0)
+                wait_by_thread[name] = wait_by_thread.get(name, 0.0) + wait / 1e9
     return {"wall_s": b.t - a.t, "total_s": total / 1e9, "client_threads_s": client / 1e9,
-            "other_s": (total - client) / 1e9, "by_thread": by_thread}
+            "other_s": (total - client) / 1e9, "by_thread": by_thread, "wait_by_thread": wait_by_thread}
 
 
 def process_cpu_s(pid: int | None = None) -> float:

@@ -126,6 +126,12 @@ class ShardedEngine:
         self.stop()
 
     # -- shards ----------------------------------------------------------------------------------
+    def window_cpu(self) -> "_ShardsWindowCpu":
+        """The self-check's per-worker CPU over a probe window, counted inside each shard (the
+        workers run there): :meth:`_ShardsWindowCpu.close` gives the shares by ``shardI/apn-worker-N``."""
+        self._fan("cpu_mark")
+        return _ShardsWindowCpu(self)
+
     def window_counts(self, start_ns: int, end_ns: int) -> list[dict]:
         """Each live shard's count of the requests scheduled in a window given on the driver's
         clock (each maps it to its own clock)."""
@@ -205,3 +211,18 @@ class ShardedEngine:
         self.losses.append(reason)
         if self.on_loss is not None:
             self.on_loss(reason + (f"; {left} shard(s) left" if left else "; no shard left"))
+
+
+class _ShardsWindowCpu:
+    """:class:`~agentperf_native.client_check.WindowCpu` over the shards of a :class:`ShardedEngine`."""
+
+    def __init__(self, engine: ShardedEngine) -> None:
+        self.engine = engine
+
+    def close(self) -> tuple[dict[str, float], dict[str, float]]:
+        cpu: dict[str, float] = {}
+        wait: dict[str, float] = {}
+        for i, (c, w) in sorted(self.engine._fan("cpu_close").items()):
+            cpu.update({f"shard{i}/{name}": v for name, v in c.items()})
+            wait.update({f"shard{i}/{name}": v for name, v in w.items()})
+        return cpu, wait

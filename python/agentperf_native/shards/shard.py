@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from ..client_check import WindowCpu
 from ..engine import Engine, now_ns
 from ..measure import _Column
 from .clock import boot_id
@@ -66,6 +67,15 @@ class Shard:
 
     def snapshot(self) -> dict[str, Any]:
         return snapshot_parts(self.engine.snapshot(), self.offset_ns)
+
+    def cpu_mark(self) -> None:
+        """A probe window opens: the self-check's per-worker CPU is counted from now, in this process."""
+        self._window_cpu = WindowCpu()
+
+    def cpu_close(self) -> tuple[dict[str, float], dict[str, float]]:
+        """This shard's workers' CPU and waiting shares since :meth:`cpu_mark`."""
+        window = getattr(self, "_window_cpu", None)
+        return window.close() if window is not None else ({}, {})
 
     def drain(self) -> np.ndarray:
         """Records finished since the last call: driver clock, global agent ids, shard column."""
