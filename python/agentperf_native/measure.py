@@ -23,11 +23,16 @@ Every figure the tool reports about a window — a search probe, a fixed phase (
 
 The meter is incremental: :meth:`WindowMeter.add` takes each drained batch once (O(batch)) and
 keeps only the derived columns of the requests that concern the window (not the records: those
-go to disk), so the live line and the window rules never rescan the run.
+go to disk), so the live line and the window rules never rescan the run. A long window's columns
+(beyond :data:`SPILL_ROWS` requests, ~100 bytes each) move to anonymous temporary files as they
+grow, so a half-hour phase at thousands of agents keeps the process's memory flat; the exact
+figures are computed from every value when the window closes (:meth:`WindowMeter.stats`), and the
+live line reads the running counts and the most recent requests (:meth:`WindowMeter.live`).
 """
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -81,25 +86,56 @@ class WindowStats:
         return [f.name for f in fields(cls)]
 
 
-class _Column:
-    """A growable numpy column (amortised O(1) append; no re-concatenation of the whole window)."""
+#: Rows a window column holds in memory before it moves them to its temporary file.
+SPILL_ROWS = 1 << 18
 
-    def __init__(self, dtype: type) -> None:
+
+class _Column:
+    """A growable numpy column (amortised O(1) append; no re-concatenation of the whole window).
+
+    With ``spill_rows``, once that many rows are in memory they are appended to an anonymous
+    temporary file (in ``TMPDIR``) and the memory is reused: memory stays bounded however long the
+    window; :attr:`values` reads them back (transiently, when the window is judged)."""
+
+    def __init__(self, dtype: type, spill_rows: int | None = None) -> None:
         self._data = np.empty(1024, dtype=dtype)
-        self.size = 0
+        self._mem = 0
+        self._spill_rows = spill_rows
+        self._file = None
+        self.spilled = 0  #: rows in the file
+
+    @property
+    def size(self) -> int:
+        return self.spilled + self._mem
 
     def extend(self, values: np.ndarray) -> None:
-        need = self.size + len(values)
+        need = self._mem + len(values)
         if need > len(self._data):
             grown = np.empty(max(need, 2 * len(self._data)), dtype=self._data.dtype)
-            grown[: self.size] = self._data[: self.size]
+            grown[: self._mem] = self._data[: self._mem]
             self._data = grown
-        self._data[self.size: need] = values
-        self.size = need
+        self._data[self._mem: need] = values
+        self._mem = need
+        if self._spill_rows is not None and self._mem >= self._spill_rows:
+            if self._file is None:
+                self._file = tempfile.TemporaryFile(prefix="agentperf-window-")
+            self._file.write(self._data[: self._mem].tobytes())
+            self.spilled += self._mem
+            self._mem = 0
+
+    @property
+    def recent(self) -> np.ndarray:
+        """The rows still in memory (the most recent ones)."""
+        return self._data[: self._mem]
 
     @property
     def values(self) -> np.ndarray:
-        return self._data[: self.size]
+        if self._file is None:
+            return self._data[: self._mem]
+        self._file.seek(0)
+        spilled = np.fromfile(self._file, dtype=self._data.dtype, count=self.spilled)
+        self._file.seek(0, 2)
+        return np.concatenate([spilled, self._data[: self._mem]])
 
 
 def _pct(values: np.ndarray, percentiles: dict[str, float], scale: float = 1.0) -> dict[str, float | None]:
@@ -135,9 +171,10 @@ class WindowMeter:
         self.agents = agents
         self._last_turn = (np.asarray(turns_per_conversation, dtype=np.int64) - 1
                            if turns_per_conversation else None)
-        self._cols = {name: _Column(dt) for name, dt in self._COLUMNS.items()}
+        self._cols = {name: _Column(dt, SPILL_ROWS) for name, dt in self._COLUMNS.items()}
         # Throughput: successful requests whose output overlaps the window (any scheduled time).
-        self._tp = {name: _Column(np.float64) for name in ("first", "last", "tokens")}
+        self._tp = {name: _Column(np.float64, SPILL_ROWS) for name in ("first", "last", "tokens")}
+        self._failed = 0  # running count, for the live line
         # The window rules' running counts (read every tick while the window is open).
         self._done_per_agent = np.zeros(0, dtype=np.int64)
         self._seen_agent = np.zeros(0, dtype=np.bool_)
@@ -165,6 +202,7 @@ class WindowMeter:
         if sel.size == 0:
             return self
         ok = sel["error_kind"] == 0
+        self._failed += int(len(sel) - np.count_nonzero(ok))
         c = self._cols
         c["sched"].extend(sel["scheduled_ns"])
         c["ok"].extend(ok)
@@ -217,6 +255,17 @@ class WindowMeter:
     @property
     def min_trajectories_per_agent(self) -> int:
         return _min_per_agent(self._seen_agent, self._done_per_agent, self.agents)
+
+    def live(self) -> dict:
+        """What the live line shows, cheaply (no read-back of spilled rows): the window's requests
+        and failures so far (exact), and the SLO figures over the requests still in memory — every
+        one of the window's until it passes :data:`SPILL_ROWS`, then the most recent
+        (``recent_only``). The judged figures are :meth:`stats`'s."""
+        ttft, speed = self._cols["ttft"].recent, self._cols["speed"].recent
+        slo_speed = np.where(np.isnan(speed), np.inf, speed)
+        return {"requests": self.requests, "requests_failed": self._failed,
+                "slo_ttft_p95_s": _order_stat(ttft, 95), "slo_output_speed_p25_tps": _order_stat(slo_speed, 25),
+                "recent_only": self._cols["sched"].spilled > 0}
 
     def stats(self, now_ns: int | None = None) -> WindowStats:
         """The window's figures; an open window is read as if it closed at ``now_ns``."""

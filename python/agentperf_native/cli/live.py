@@ -1,7 +1,8 @@
 """The live line: the probe in progress, its stage and its window's figures so far.
 
 Window figures come from the probe's own :class:`~agentperf_native.measure.WindowMeter` (the same
-function that judges the window at its end), never from run-wide totals. Rewritten in place on a
+function that judges the window at its end; :meth:`~agentperf_native.measure.WindowMeter.live`,
+which never rescans a long window), never from run-wide totals. Rewritten in place on a
 terminal (twice a second), one line every 10 s otherwise.
 """
 
@@ -34,11 +35,13 @@ class LiveLine(Display):
         line = (f"{head} {state.stage} {(now_ns - state.started_ns) / 1e9:5.1f}s agents "
                 f"{snap.agents_engaged}/{p.concurrency} in-flight {snap.requests_in_flight}")
         if state.meter is not None and state.meter.end_ns is None:
-            w = state.meter.stats(now_ns)
+            w = state.meter.live()
             total = f"/{format_duration(self.fixed_duration_s)}" if self.fixed_duration_s else ""
-            line += (f" | window {w.duration_s:.0f}s{total}: {w.requests} requests"
-                     + (f" ({w.requests_failed} failed)" if w.requests_failed else "")
-                     + f", P25 {fmt_num(w.slo_output_speed_p25_tps)} tok/s, P95 TTFT {fmt_ms(w.slo_ttft_p95_s)}")
+            recent = " (recent requests)" if w["recent_only"] else ""
+            line += (f" | window {max(0, now_ns - state.meter.start_ns) / 1e9:.0f}s{total}: {w['requests']} requests"
+                     + (f" ({w['requests_failed']} failed)" if w["requests_failed"] else "")
+                     + f", P25{recent} {fmt_num(w['slo_output_speed_p25_tps'])} tok/s, "
+                       f"P95 TTFT {fmt_ms(w['slo_ttft_p95_s'])}")
         if self.verdicts:
             line += f" | {' '.join(self.verdicts[-4:])}"
         sys.stderr.write(("\r\x1b[2K" + line) if self.tty else line + "\n")
