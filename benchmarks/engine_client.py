@@ -69,6 +69,7 @@ def main() -> None:
     p.add_argument("--streams-per-connection", type=int, default=100, help="HTTP/2 streams per connection")
     p.add_argument("--ramp", type=float, default=0.0, help="spread agent arrivals over this many seconds")
     p.add_argument("--request-timeout", type=float, default=600.0, help="per-request timeout (s)")
+    p.add_argument("--user-stamps", action="store_true", help="no kernel receive stamps (user-space stamps only)")
     p.add_argument("--client", choices=["engine", "baseline"], default="engine",
                    help="baseline: the minimal native reader instead of the engine (HTTP/1.1)")
     args = p.parse_args()
@@ -84,7 +85,7 @@ def main() -> None:
                             workers=args.workers, random_start_turn=False, protocol=args.protocol,
                             streams_per_connection=args.streams_per_connection,
                             spawn_interval_s=args.ramp / max(1, args.connections),
-                            request_timeout_s=args.request_timeout)
+                            request_timeout_s=args.request_timeout, kernel_stamps=not args.user_stamps)
     cancelled = engine_mod.ERROR_KINDS.index("cancelled")
     records = 0
     record_errors = 0  # failed records other than the ones cancelled by stop()

@@ -529,7 +529,7 @@ TEST(agent_oversized_event_or_headers_end_the_request_as_oversized) {
     CHECK_EQ(h.records[0].done_ns, int64_t{7});
     CHECK(!c->is_open());
     CHECK_EQ(h.kept.size(), size_t{1});
-    CHECK_EQ(h.kept[0].body.size(), kFailureBodyBytes);  // the start of the body, bounded
+    CHECK_EQ(h.kept[0].body.size(), kStreamStartBytes);  // the start of the stream, bounded
     CHECK(h.kept[0].body.rfind("data: {", 0) == 0);
     // The next turn goes on a new connection and succeeds.
     MemoryConnection* d = h.fire_until_sent();

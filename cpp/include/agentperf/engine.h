@@ -123,6 +123,9 @@ struct FailureSample {
   std::string body;
 };
 constexpr size_t kFailureBodyBytes = 4096;
+/// Of a 2xx (streamed) response that failed, only its start is kept: it fails by breaking off, and
+/// an offending event is kept on its own (up to kFailureBodyBytes).
+constexpr size_t kStreamStartBytes = 512;
 /// Distinct (kind, status) pairs kept; later ones are only counted.
 constexpr size_t kMaxFailureSamples = 64;
 

@@ -170,9 +170,13 @@ void Agent::on_response_headers(int status, int64_t now) {
   if (idle > 0) w_.schedule(now + idle, this, token(kIdleTimer));
 }
 
+// What a failure shows: an error status's body (up to kFailureBodyBytes); of a 2xx stream only its
+// start (kStreamStartBytes: a streamed response fails by breaking off, and its offending event is
+// kept on its own), so a healthy stream stops copying after its first events.
 void Agent::keep_body(const char* data, size_t n) {
-  if (event_kept_ || body_.size() >= kFailureBodyBytes) return;
-  body_.append(data, std::min(n, kFailureBodyBytes - body_.size()));
+  const size_t limit = is_2xx(rec_.http_status) ? kStreamStartBytes : kFailureBodyBytes;
+  if (event_kept_ || body_.size() >= limit) return;
+  body_.append(data, std::min(n, limit - body_.size()));
 }
 
 void Agent::on_response_data(const char* data, size_t n, int64_t now) {

@@ -100,7 +100,7 @@ class Http2Session final : public Session {
     streams_.reserve(options_.stream_limit);
     size_t slots = 16;
     while (slots < 4 * size_t{options_.stream_limit} && slots < 65536) slots <<= 1;
-    table_.assign(slots, nullptr);
+    table_.assign(slots, Slot{});
   }
 
   ~Http2Session() override { nghttp2_session_del(s_); }  // calls no callbacks
@@ -164,8 +164,8 @@ class Http2Session final : public Session {
     int32_t id = h2_submit_request(s_, nva_.data(), nva_.size(), has_body ? &provider : nullptr, st.get());
     if (id < 0) return -1;
     st->id = id;
-    Stream*& slot = table_[slot_of(id)];
-    if (slot == nullptr) slot = st.get();  // else a long-lived stream holds it: found by nghttp2's map
+    Slot& slot = table_[slot_of(id)];
+    if (slot.stream == nullptr) slot = Slot{id, handler, st.get()};  // else a long-lived stream holds it
     streams_.emplace(id, std::move(st));
     ++live_;
     return id;
@@ -260,11 +260,25 @@ class Http2Session final : public Session {
   // so (id / 2) mod a power of two >= 4 x stream_limit almost never collides; a stream whose slot
   // was taken at submit is found through nghttp2's own map. One indexed load per DATA chunk instead
   // of nghttp2's hash lookup (lock-step arrivals bring every stream's chunk in the same read).
+  // The slot also holds the stream's handler, so a DATA chunk reaches its agent without touching
+  // the Stream (a cold cache line when thousands of streams take turns).
+  struct Slot {
+    int32_t id = 0;
+    StreamHandler* handler = nullptr;  ///< the stream's handler, null once detached
+    Stream* stream = nullptr;
+  };
   size_t slot_of(int32_t id) const { return (static_cast<uint32_t>(id) >> 1) & (table_.size() - 1); }
   Stream* stream(int32_t id) {
-    Stream* st = table_[slot_of(id)];
-    if (st != nullptr && st->id == id) return st;
+    const Slot& slot = table_[slot_of(id)];
+    if (slot.stream != nullptr && slot.id == id) return slot.stream;
     return static_cast<Stream*>(nghttp2_session_get_stream_user_data(s_, id));
+  }
+  /// The handler of stream `id` (null: none, or detached).
+  StreamHandler* handler_of(int32_t id) {
+    const Slot& slot = table_[slot_of(id)];
+    if (slot.stream != nullptr && slot.id == id) return slot.handler;
+    Stream* st = static_cast<Stream*>(nghttp2_session_get_stream_user_data(s_, id));
+    return st != nullptr ? st->handler : nullptr;
   }
 
   // Serializes queued frames into out_ until nghttp2 has nothing more or out_ is full enough.
@@ -300,6 +314,8 @@ class Http2Session final : public Session {
   // No more callbacks for the stream; its body is no longer read.
   void detach(Stream& st) {
     st.handler = nullptr;
+    Slot& slot = table_[slot_of(st.id)];
+    if (slot.stream == &st) slot.handler = nullptr;
     st.body_done = true;
     --live_;
   }
@@ -426,9 +442,7 @@ class Http2Session final : public Session {
   static int on_data_chunk_cb(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data, size_t len,
                               void* user_data) {
     Http2Session& s = self(user_data);
-    Stream* st = s.stream(stream_id);
-    if (st != nullptr && st->handler != nullptr)
-      st->handler->on_response_data(reinterpret_cast<const char*>(data), len, s.now_ns_);
+    if (StreamHandler* h = s.handler_of(stream_id)) h->on_response_data(reinterpret_cast<const char*>(data), len, s.now_ns_);
     return 0;
   }
 
@@ -444,8 +458,8 @@ class Http2Session final : public Session {
       bool reset = st.rst_received || error_code == NGHTTP2_REFUSED_STREAM;
       s.fail(st, st.oversized ? ErrorKind::kOversized : reset ? ErrorKind::kReset : ErrorKind::kProtocol);
     }
-    Stream*& slot = s.table_[s.slot_of(stream_id)];
-    if (slot == &st) slot = nullptr;
+    Slot& slot = s.table_[s.slot_of(stream_id)];
+    if (slot.stream == &st) slot = Slot{};
     s.streams_.erase(stream_id);  // by key: the handler may have submitted (rehashed) meanwhile
     return 0;
   }
@@ -460,7 +474,7 @@ class Http2Session final : public Session {
   bool tls_;
   nghttp2_session* s_ = nullptr;
   std::unordered_map<int32_t, std::unique_ptr<Stream>> streams_;  ///< submitted, not yet closed by nghttp2
-  std::vector<Stream*> table_;  ///< slot_of(id) -> the stream holding it (see stream())
+  std::vector<Slot> table_;  ///< slot_of(id) -> the stream holding it (see stream())
   std::vector<nghttp2_nv> nva_;  ///< submit(): the request's header list (reused)
   size_t live_ = 0;                                               ///< streams with a handler
   std::vector<uint8_t> out_;                                      ///< serialized frames to write
