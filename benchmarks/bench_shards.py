@@ -41,10 +41,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procwatch import Sampler, children, proc_sample  # noqa: E402
-
-CLI = [sys.executable, "-m", "agentperf_native.cli"]
-
+from procwatch import CLI, Sampler, children, proc_sample, start_serve_sim  # noqa: E402
 
 def write_trajectory(path: Path, turns: int, tokens: int) -> None:
     conv = {"id": "bench", "system": "You are a test.",
@@ -75,15 +72,8 @@ def main() -> int:
     traj = tmp / "bench.jsonl"
     write_trajectory(traj, args.turns, args.tokens)
     sampler = Sampler()
-    server = subprocess.Popen(CLI + ["serve-sim", "--port", "0", "--processes", str(args.processes), "--ttft",
-                                     args.ttft, "--itl", args.itl],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server, url = start_serve_sim("--processes", str(args.processes), "--ttft", args.ttft, "--itl", args.itl)
     try:
-        line = server.stdout.readline()
-        if "listening on" not in line:
-            print(f"serve-sim did not start: {server.stderr.read()}", file=sys.stderr)
-            return 1
-        url = line.split()[-1]
         sampler.pids["server0"] = server.pid
         for i, child in enumerate(children(server.pid), start=1):
             sampler.pids[f"server{i}"] = child

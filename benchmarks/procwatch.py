@@ -7,8 +7,13 @@ sample it and its server without touching either.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
+
+#: The command line of the installed package, as a user runs it.
+CLI = [sys.executable, "-m", "agentperf_native.cli"]
 
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -66,3 +71,15 @@ class Sampler(threading.Thread):
     def at(self, t_ns: int) -> dict[str, tuple[float, int, int]]:
         """The sample nearest ``t_ns``."""
         return min(self.samples, key=lambda s: abs(s[0] - t_ns))[1]
+
+
+def start_serve_sim(*args: str) -> tuple[subprocess.Popen, str]:
+    """``agentperf-native serve-sim --port 0 ARGS`` as a child process, and its URL once it listens.
+    Raises RuntimeError (with the server's error output) when it does not start."""
+    server = subprocess.Popen(CLI + ["serve-sim", "--port", "0", *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    line = server.stdout.readline()
+    if "listening on" not in line:
+        server.kill()
+        raise RuntimeError(f"serve-sim did not start: {server.communicate()[1]}")
+    return server, line.split()[-1]

@@ -47,9 +47,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from procwatch import Sampler  # noqa: E402
+from procwatch import CLI, Sampler, start_serve_sim  # noqa: E402
 
-CLI = [sys.executable, "-m", "agentperf_native.cli"]
 # 1 % in all, each kind of fault the simulator can inject that ends a request badly
 FAULTS = {"http_500": 0.002, "http_429": 0.0015, "http_503": 0.0015, "reset": 0.0015, "truncate": 0.0015,
           "malformed": 0.0015, "stall": 0.0005}
@@ -146,15 +145,11 @@ def main() -> int:
     traj = tmp / "soak.jsonl"
     write_trajectories(traj, args.conversations, args.turns, args.words, args.tokens)
     fault_args = [a for k, p in FAULTS.items() for a in ("--fault", f"{k}={p:g}")]
-    server_cmd = CLI + ["serve-sim", "--port", "0", "--ttft", args.ttft, "--itl", args.itl, "--stall", "0s", *fault_args]
-    server = subprocess.Popen(server_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server_args = ["--ttft", args.ttft, "--itl", args.itl, "--stall", "0s", *fault_args]
+    server_cmd = CLI + ["serve-sim", "--port", "0", *server_args]
+    server, url = start_serve_sim(*server_args)
     sampler = Sampler(args.every)
     try:
-        line = server.stdout.readline()
-        if "listening on" not in line:
-            print(f"serve-sim did not start: {server.stderr.read()}", file=sys.stderr)
-            return 1
-        url = line.split()[-1]
         cmd = CLI + ["run", "--url", url, "--model", "agentperf-sim", "--trajectories", str(traj),
                      "--concurrency", str(args.agents), "--duration", args.duration, "--ramp", args.ramp,
                      "--warmup", "0s", "--protocol", "h1", "--tool-delay", f"fixed:{args.tool_delay:g}",
