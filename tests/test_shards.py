@@ -147,6 +147,9 @@ def _check_same(reference, probe, records, shards):
     assert probe.output_speed_tps["p50"] == pytest.approx(reference.output_speed_tps["p50"], rel=0.01)
     assert set(records["shard"]) == set(range(shards))  # records from every shard
     assert len(np.unique(records["agent_id"])) >= 64  # global agent ids: no two shards share one
+    # X-Request-Id (the record's request_id) is unique across shards: each carries its shard number
+    assert len(np.unique(records["request_id"])) == len(records)
+    assert ((records["request_id"] >> np.uint64(48)) == records["shard"]).all()
     assert [c["shard"] for c in probe.shards] == list(range(shards))
     assert sum(c["requests"] for c in probe.shards) == probe.requests  # each shard's own clock agrees
     # The self-check counts the workers where they run: inside each shard.

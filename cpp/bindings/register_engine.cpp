@@ -200,7 +200,8 @@ void register_engine(py::module_& m) {
                        bool random_start_turn, bool cache_isolation, size_t record_buffer_limit,
                        int64_t spawn_interval_ns, bool history_generated, std::string protocol, bool tls,
                        bool tls_verify, std::string ca_file, std::string tls_server_name,
-                       uint32_t streams_per_connection, uint64_t run_nonce, bool kernel_stamps) {
+                       uint32_t streams_per_connection, uint64_t run_nonce, bool kernel_stamps,
+                       uint64_t request_id_base) {
              if (!wl.frozen) throw std::logic_error("finalize() the workload before creating an engine");
              EngineConfig c;
              c.host = std::move(host);
@@ -231,6 +232,7 @@ void register_engine(py::module_& m) {
              if (streams_per_connection < 1) throw py::value_error("streams_per_connection must be >= 1");
              c.streams_per_connection = streams_per_connection;
              c.kernel_stamps = kernel_stamps;
+             c.request_id_base = request_id_base;
              return std::make_unique<Engine>(std::move(c), wl.w);
            }),
            py::arg("workload"), py::arg("host"), py::arg("port"), py::arg("host_header") = "",
@@ -244,7 +246,8 @@ void register_engine(py::module_& m) {
            py::arg("record_buffer_limit") = size_t{1} << 22, py::arg("spawn_interval_ns") = 0,
            py::arg("history_generated") = false, py::arg("protocol") = "h1", py::arg("tls") = false,
            py::arg("tls_verify") = true, py::arg("ca_file") = "", py::arg("tls_server_name") = "",
-           py::arg("streams_per_connection") = 100, py::arg("run_nonce") = 0, py::arg("kernel_stamps") = true)
+           py::arg("streams_per_connection") = 100, py::arg("run_nonce") = 0, py::arg("kernel_stamps") = true,
+           py::arg("request_id_base") = 0)
       .def("start", &Engine::start, py::call_guard<py::gil_scoped_release>())
       .def("stop", &Engine::stop, py::call_guard<py::gil_scoped_release>())
       .def("set_concurrency", &Engine::set_concurrency, py::arg("agents"))

@@ -111,6 +111,9 @@ class Engine:
     ``client_delay_ns`` histogram). A read without a kernel stamp falls back to the user-space
     stamp and flags the record ``FLAG_USER_STAMPS``.
 
+    ``request_id_base`` is OR'd into every request id (``X-Request-Id``): engines that share one
+    server (shards) give each a distinct base (:func:`agentperf_native.shards.spec.request_id_base`).
+
     Use as a context manager, or call :meth:`start` and :meth:`stop`. Every method releases the
     GIL while the native side works; none blocks longer than a thread join.
     """
@@ -121,7 +124,8 @@ class Engine:
                  spawn_interval_s: float = 0.0, history: str | None = None, protocol: str = "auto",
                  ca_file: str | None = None, insecure: bool = False, streams_per_connection: int = 100,
                  run_nonce: int = 0, stream_idle_timeout_s: float = 60.0, connect_retry_s: float = 0.1,
-                 connect_retry_max_s: float = 5.0, max_event_bytes: int = 1 << 20, kernel_stamps: bool = True) -> None:
+                 connect_retry_max_s: float = 5.0, max_event_bytes: int = 1 << 20, kernel_stamps: bool = True,
+                 request_id_base: int = 0) -> None:
         self.endpoint = url if isinstance(url, Endpoint) else Endpoint.parse(url)
         self.workload = workload
         self.workers = workers or default_workers()
@@ -154,6 +158,7 @@ class Engine:
             streams_per_connection=streams_per_connection,
             run_nonce=run_nonce,
             kernel_stamps=kernel_stamps,
+            request_id_base=int(request_id_base),
         )
         self._core.set_concurrency(int(concurrency))
 

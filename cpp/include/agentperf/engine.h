@@ -60,6 +60,9 @@ struct EngineConfig {
   /// Stamp response bytes with the kernel's receive time (SO_TIMESTAMPNS; client/read_stamp.h);
   /// false: user-space stamps only (every record flagged kFlagUserStamps).
   bool kernel_stamps = true;
+  /// OR'd into every request id (X-Request-Id, records): the engine's own ids are worker << 40 |
+  /// a per-worker sequence, so engines that share a server (shards) set distinct high bits here.
+  uint64_t request_id_base = 0;
   /// Connect retries back off per agent: after n consecutive connect failures the agent waits
   /// uniformly in [b/2, b], b = min(connect_retry_max_ns, connect_retry_ns · 2^(n-1)), drawn from its
   /// own random stream; a connection that comes up resets n. Every failed attempt is a kConnect record.

@@ -65,7 +65,9 @@ class Worker final : public TimerTarget, public AgentHost, public ConnectionHost
   }
   Connection* connection_for_new_stream() override;
   void close_later(Connection* c) override { to_close_.push_back(c); }
-  uint64_t next_request_id() override { return (static_cast<uint64_t>(index_) << 40) | ++request_seq_; }
+  uint64_t next_request_id() override {
+    return config_.request_id_base | (static_cast<uint64_t>(index_) << 40) | ++request_seq_;
+  }
   void count_started() override {
     started_.add();
     in_flight_.store(in_flight_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);

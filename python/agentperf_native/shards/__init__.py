@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from .engine import ShardedEngine
 from .handle import ShardLost, ShardStartError
-from .spec import CONNECTIONS_PER_SHARD, ShardSpec, WorkloadRecipe, auto_shards, partition, shard_seed
+from .spec import CONNECTIONS_PER_SHARD, ShardSpec, WorkloadRecipe, auto_shards, partition, request_id_base, shard_seed
 
 
 def start_shards(endpoint, recipe: WorkloadRecipe, *, shards: int = 2, ray_address: str | None = None,
@@ -39,7 +39,7 @@ def start_shards(endpoint, recipe: WorkloadRecipe, *, shards: int = 2, ray_addre
     def specs(count: int, workers: int | None) -> list[ShardSpec]:
         return [ShardSpec(index=i, count=count, endpoint=endpoint, recipe=recipe, digest=workload.digest,
                           engine={**engine_kwargs, "workers": workers, "seed": shard_seed(seed, i),
-                                  "spawn_interval_s": spawn * count})
+                                  "spawn_interval_s": spawn * count, "request_id_base": request_id_base(i)})
                 for i in range(count)]
 
     if ray_address is None:
@@ -66,4 +66,4 @@ def start_shards(endpoint, recipe: WorkloadRecipe, *, shards: int = 2, ray_addre
 
 
 __all__ = ["CONNECTIONS_PER_SHARD", "ShardLost", "ShardSpec", "ShardStartError", "ShardedEngine", "WorkloadRecipe",
-           "auto_shards", "partition", "shard_seed", "start_shards"]
+           "auto_shards", "partition", "request_id_base", "shard_seed", "start_shards"]

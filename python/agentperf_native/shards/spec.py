@@ -58,6 +58,15 @@ class ShardSpec:
     engine: dict[str, Any]  # Engine keyword arguments; its seed is already this shard's
 
 
+def request_id_base(index: int) -> int:
+    """The bits shard ``index`` ORs into its request ids: the shard number in bits 48–61, above the
+    engine's worker index (bits 40–47) and sequence, so X-Request-Id is unique across shards (shard
+    0 keeps the in-process engine's ids)."""
+    if not 0 <= index < 1 << 14:
+        raise ValueError("at most 16,384 shards")
+    return index << 48
+
+
 def shard_seed(seed: int, index: int) -> int:
     """Shard ``index``'s seed: shard 0 keeps the run's seed (one shard replays as the in-process
     engine does); the others get well-mixed seeds of their own (splitmix64 of seed and index)."""
