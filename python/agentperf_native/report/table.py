@@ -76,10 +76,6 @@ def validity_line(results: Results) -> str:
     return line
 
 
-def _share_pct(share: float | None) -> float | None:
-    return None if share is None else round(100 * share, 1)
-
-
 def phase_lines(probe: dict[str, Any]) -> list[str]:
     """A fixed phase's figures (its one probe record), as text lines."""
     t, v, e = (probe.get(k) or {} for k in ("ttft_s", "output_speed_tps", "e2e_s"))
@@ -96,8 +92,8 @@ def phase_lines(probe: dict[str, Any]) -> list[str]:
     c = probe.get("client") or {}
     if c:
         delay = c.get("client_added_delay_ms") or {}
-        lines.append(f"  client self-check: engine worker CPU {fmt_num(_share_pct(c.get('worker_cpu_share_max')))} % "
-                     f"(busy {fmt_num(_share_pct(c.get('worker_busy_share_max')))} %), send lateness P99 "
+        lines.append(f"  client self-check: engine worker CPU {_pct(c.get('worker_cpu_share_max'))} "
+                     f"(busy {_pct(c.get('worker_busy_share_max'))}), send lateness P99 "
                      f"{fmt_num(c.get('send_lateness_p99_ms'), 2)} ms, client-added delay P99 "
                      f"{fmt_num(delay.get('p99'), 2)} ms (token times are kernel receive stamps)")
     if probe.get("not_steady_reason"):
