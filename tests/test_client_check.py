@@ -81,25 +81,27 @@ def _worker_tid() -> int:
 
 @pytest.mark.parametrize("starved", [False, True])
 def test_a_starved_worker_makes_the_window_client_bound_and_a_quiet_one_does_not(sim, starved):
-    """The same 200 streams, once with the worker's core to itself and once starved: the worker
-    runs at the idle scheduling class on one core with a busy loop beside it, so it barely gets the
-    CPU. The starved window is client-bound (the worker is busy — running or waiting to run — all
-    the time, requests go out late, bytes wait in the socket); the quiet one is not."""
-    server = sim(ttft_s=0.01, itl_s=0.02)
-    engine = ap.Engine(server.url, one_turn_workload(50), workers=1, spawn_interval_s=0.0025)
+    """The same 400 streams, once with the worker's core to itself and once starved: the worker
+    runs at the idle scheduling class on one core with two busy loops beside it, so it gets a few
+    percent of the CPU (whatever the test's own nice value, which the loops inherit) while it needs
+    far more. The starved window is client-bound (the worker is busy — running or waiting to run —
+    all the time, requests go out late, bytes wait in the socket); the quiet one is not."""
+    server = sim(ttft_s=0.01, itl_s=0.01)
+    engine = ap.Engine(server.url, one_turn_workload(50), workers=1, spawn_interval_s=0.00125)
     engine.start()
-    hog = None
+    hogs = []
     if starved:
         core = min(os.sched_getaffinity(0))
         tid = _worker_tid()
         os.sched_setaffinity(tid, {core})
         os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-        hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-        os.sched_setaffinity(hog.pid, {core})
+        hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+        for hog in hogs:
+            os.sched_setaffinity(hog.pid, {core})
     try:
-        probe, _ = ap.run_phase(engine, 200, 3.0)
+        probe, _ = ap.run_phase(engine, 400, 3.0)
     finally:
-        if hog is not None:
+        for hog in hogs:
             hog.kill()
             hog.wait()
     verdict = validity_of([probe], interrupted=False)
@@ -108,7 +110,7 @@ def test_a_starved_worker_makes_the_window_client_bound_and_a_quiet_one_does_not
                                  "client_added_delay_ms")}
     if not starved:
         assert verdict.valid and not verdict.client_saturated, (verdict.problems, figures)
-        assert c["worker_busy_share_max"] < 0.5, figures
+        assert c["worker_busy_share_max"] < 0.8, figures
         return
     assert not verdict.valid and verdict.client_saturated, figures
     problem = next(p for p in verdict.problems if p.startswith("client-bound"))
