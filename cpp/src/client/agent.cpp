@@ -154,7 +154,7 @@ int64_t Agent::note_read() {
   const ReadStamp& r = w_.read_stamp();
   if (!r.kernel) {
     rec_.flags |= kFlagUserStamps;
-    return 0;
+    return -1;
   }
   const int64_t d = r.delay_ns();
   if (d > client_delay_ns_) client_delay_ns_ = d;
@@ -181,7 +181,6 @@ void Agent::keep_body(const char* data, size_t n) {
 
 void Agent::on_response_data(const char* data, size_t n, int64_t now) {
   const int64_t delay = note_read();
-  const bool stamped = (rec_.flags & kFlagUserStamps) == 0;
   last_rx_ns_ = now;
   keep_body(data, n);
   if (!is_2xx(rec_.http_status) || oversized_) return;
@@ -195,7 +194,7 @@ void Agent::on_response_data(const char* data, size_t n, int64_t now) {
       }
       rec_.last_token_ns = now;
       ++rec_.output_events;
-      if (stamped) w_.record_client_delay(delay);
+      if (delay >= 0) w_.record_client_delay(delay);
     }
     if (ev.has_usage) {
       if (ev.usage.completion_tokens >= 0) usage_completion_ = ev.usage.completion_tokens;

@@ -129,7 +129,8 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
   bool owns(Connection* c) const { return c && c->owner == this; }
   void stop_waiting();
   void finish(ErrorKind kind, int64_t now_ns);
-  /// The read being delivered: its client-added delay (or the flag that it had no kernel stamp).
+  /// The read being delivered: its client-added delay, or -1 (and the record's flag) when it had
+  /// no kernel stamp.
   int64_t note_read();
   void advance_turn();
   void pick_conversation();
