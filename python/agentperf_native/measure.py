@@ -220,7 +220,7 @@ class WindowMeter:
         c["kind"].extend(sel["error_kind"])
         user = sel["flags"] & FLAG_USER_STAMPS != 0
         c["user_stamps"].extend(user)
-        c["delay"].extend(np.where((sel["first_byte_ns"] > 0) & ~user, sel["client_delay_us"] * 1e-3, np.nan))
+        c["delay"].extend(np.where((sel["first_byte_ns"] > 0) & ~user, sel["client_delay_us"] / 1e3, np.nan))
         c["out"].extend(np.where(ok, sel["output_tokens"], 0))
         c["prompt"].extend(np.where(ok, np.maximum(sel["prompt_tokens"], 0), 0))
         c["cached"].extend(np.where(ok, np.maximum(sel["cached_tokens"], 0), 0))

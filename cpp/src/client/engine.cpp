@@ -10,12 +10,17 @@
 #include <stdexcept>
 
 #include "agentperf/clock.h"
+#include "client/read_stamp.h"
 #include "client/resolve.h"
 #include "client/session.h"
 #include "client/worker.h"
 #include "common/tls.h"
 
 namespace agentperf {
+
+namespace {
+constexpr int64_t kStampWaitNs = 200 * kNsPerMs;  // the kernel's deferred switch-on: microseconds, unless starved
+}  // namespace
 
 Engine::Engine(EngineConfig config, std::shared_ptr<const Workload> workload)
     : config_(std::move(config)), workload_(std::move(workload)) {
@@ -35,6 +40,8 @@ Engine::~Engine() { stop(); }
 
 void Engine::start() {
   if (running_.load()) return;
+  // Reads that come back unstamped anyway fall back to user-space stamps and are flagged.
+  if (config_.kernel_stamps) keep_receive_stamps_on(kStampWaitNs);
   ResolvedAddress resolved;
   if (std::string why = resolve_address(config_.host, config_.port, resolved); !why.empty())
     throw std::runtime_error(why);

@@ -1,8 +1,11 @@
 #include "client/read_stamp.h"
 
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <ctime>
+#include <mutex>
 
 #include "agentperf/clock.h"
 
@@ -17,6 +20,54 @@ int64_t ns_of(const timespec& ts) { return static_cast<int64_t>(ts.tv_sec) * kNs
 bool enable_receive_stamps(int fd) {
   int one = 1;
   return setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one) == 0;
+}
+
+namespace {
+// A connected loopback pair whose receiving end asks for stamps; -1s when one could not be made.
+struct StampHolder {
+  int listener = -1, sender = -1, receiver = -1;
+  bool stamped = false;
+
+  StampHolder() {
+    listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof addr;
+    if (listener < 0 || ::bind(listener, reinterpret_cast<sockaddr*>(&addr), len) != 0 || ::listen(listener, 1) != 0 ||
+        ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+      return;
+    sender = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (sender < 0 || ::connect(sender, reinterpret_cast<sockaddr*>(&addr), len) != 0) return;
+    receiver = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    ::close(listener);
+    listener = -1;
+    if (receiver >= 0) enable_receive_stamps(receiver);
+  }
+
+  // Sends one byte over the pair and reads it back: whether it came with the kernel's stamp.
+  bool probe() {
+    if (sender < 0 || receiver < 0) return false;
+    char byte = 's';
+    if (::send(sender, &byte, 1, MSG_NOSIGNAL) != 1) return false;
+    ReadStamp stamp;
+    return read_stamped(receiver, &byte, 1, &stamp) == 1 && stamp.kernel;
+  }
+};
+}  // namespace
+
+bool keep_receive_stamps_on(int64_t wait_ns) {
+  static std::mutex mutex;
+  static StampHolder* holder = nullptr;  // held (never freed) for the life of the process
+  std::lock_guard<std::mutex> lock(mutex);
+  if (holder != nullptr) return holder->stamped || (holder->stamped = holder->probe());  // waited once already
+  holder = new StampHolder();
+  for (const int64_t until = now_ns() + wait_ns; !holder->stamped; ) {
+    holder->stamped = holder->probe();
+    if (holder->stamped || now_ns() >= until) break;
+    ::usleep(1000);
+  }
+  return holder->stamped;
 }
 
 ssize_t read_stamped(int fd, char* buf, size_t n, ReadStamp* stamp) {

@@ -37,6 +37,13 @@ struct ReadStamp {
 /// fall back to user-space stamps.
 bool enable_receive_stamps(int fd);
 
+/// The kernel switches its receive stamping on a moment after the first socket of a process asks
+/// for it (deferred work), and off again when the last such socket closes; a TCP read in between
+/// comes back unstamped. This holds a loopback TCP pair with stamps on for the rest of the process
+/// and waits (at most `wait_ns`, once per process) until a byte sent over it comes back stamped, so
+/// an engine's first responses are stamped too. False when stamping did not come on in time.
+bool keep_receive_stamps_on(int64_t wait_ns);
+
 /// recv() that also returns the read's stamps (as read(): bytes, 0 at EOF, -1 with errno).
 ssize_t read_stamped(int fd, char* buf, size_t n, ReadStamp* stamp);
 
