@@ -244,8 +244,11 @@ void SocketConnection::read_ready() {
     ReadStamp stamp;
     ssize_t n = read_stamped(fd_, buf, kReadBufferBytes, &stamp);
     // The bytes' time is when they reached the socket (over TLS: the ciphertext's), not when the
-    // client got round to them; the host keeps both for the client-added delay.
-    const int64_t now = stamp.at_ns;
+    // client got round to them; the host keeps both for the client-added delay. A kernel-stamped
+    // read after an unstamped one can carry an earlier stamp than that read's user-space one: the
+    // stamps of one connection's bytes never go back (TCP delivers them in order).
+    if (stamp.at_ns < last_read_ns_) stamp.at_ns = last_read_ns_;
+    const int64_t now = last_read_ns_ = stamp.at_ns;
     if (n > 0) {
       host_.set_read_stamp(stamp);
       if (tls_) {

@@ -143,6 +143,7 @@ class SocketConnection final : public Connection, public IoHandler {
   int fd_ = -1;
   bool connecting_ = false;
   bool want_out_ = false;
+  int64_t last_read_ns_ = 0;  ///< the last read's stamp: a connection's stamps never go back
   std::unique_ptr<TlsConnection> tls_;
 };
 

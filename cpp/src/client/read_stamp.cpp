@@ -79,15 +79,21 @@ ssize_t read_stamped(int fd, char* buf, size_t n, ReadStamp* stamp) {
   msg.msg_control = control;
   msg.msg_controllen = sizeof control;
   ssize_t got = ::recvmsg(fd, &msg, 0);
+  stamp->kernel = false;
+  if (got <= 0 || msg.msg_controllen == 0) {
+    stamp->user_ns = stamp->at_ns = now_ns();
+    return got;
+  }
+  // The realtime clock is read before the monotonic one: the time between the two readings then
+  // moves the converted stamp later (towards the user-space stamp), never before the bytes arrived.
+  const int64_t wall = wall_ns();
   const int64_t mono = now_ns();
   stamp->user_ns = stamp->at_ns = mono;
-  stamp->kernel = false;
-  if (got <= 0) return got;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPNS) continue;
     timespec kernel;
     __builtin_memcpy(&kernel, CMSG_DATA(c), sizeof kernel);
-    const int64_t delay = wall_ns() - ns_of(kernel);
+    const int64_t delay = wall - ns_of(kernel);
     if (kernel.tv_sec == 0 || delay > kMaxPlausibleDelayNs || delay < -kNsPerMs) break;  // no stamp, or a clock step
     stamp->at_ns = mono - (delay > 0 ? delay : 0);
     stamp->kernel = true;

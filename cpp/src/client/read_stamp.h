@@ -9,7 +9,8 @@
 // stamp.
 //
 // The kernel's stamp is CLOCK_REALTIME. It is turned into the engine's one clock (CLOCK_MONOTONIC)
-// at the read: both clocks are read together right after recvmsg() returns, so
+// at the read: both clocks are read together right after recvmsg() returns (realtime first, so the
+// gap between the readings can only move a stamp later, never before its bytes arrived), so
 //   delay       = realtime_now - kernel_realtime   (the time the bytes waited for the client)
 //   kernel_mono = monotonic_now - delay
 // Only the difference of two realtime readings a few microseconds to milliseconds apart is used,
