@@ -408,8 +408,10 @@ class Http2Session final : public Session {
   static int on_frame_recv_cb(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
     Http2Session& s = self(user_data);
     switch (frame->hd.type) {
-      case NGHTTP2_HEADERS:
-      case NGHTTP2_DATA: {
+      case NGHTTP2_DATA:
+        if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) return 0;  // its bytes went to on_data_chunk
+        [[fallthrough]];
+      case NGHTTP2_HEADERS: {
         Stream* st = s.stream(frame->hd.stream_id);
         if (st == nullptr || st->handler == nullptr) return 0;
         if (frame->hd.type == NGHTTP2_HEADERS && !st->status_reported) {
