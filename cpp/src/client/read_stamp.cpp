@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <ctime>
@@ -78,7 +79,9 @@ ssize_t read_stamped(int fd, char* buf, size_t n, ReadStamp* stamp) {
   msg.msg_iovlen = 1;
   msg.msg_control = control;
   msg.msg_controllen = sizeof control;
-  ssize_t got = ::recvmsg(fd, &msg, 0);
+  // The raw system call: glibc's recvmsg() is a thread cancellation point and toggles the thread's
+  // cancellation state around every call; the engine's threads are never cancelled.
+  ssize_t got = ::syscall(SYS_recvmsg, fd, &msg, 0);
   stamp->kernel = false;
   if (got <= 0 || msg.msg_controllen == 0) {
     stamp->user_ns = stamp->at_ns = now_ns();

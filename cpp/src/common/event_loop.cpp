@@ -99,6 +99,7 @@ int EventLoop::run_once(int64_t max_wait_ns) {
   bool timers = false, woken = false;
   for (int i = 0; i < n; ++i) {
     IoHandler* h = static_cast<IoHandler*>(events_[i].data.ptr);
+    if (i + 1 < n) __builtin_prefetch(events_[i + 1].data.ptr);  // the next handler's state, while this one runs
     if (h == kTimerTag) {
       uint64_t expirations;
       [[maybe_unused]] ssize_t r = read(timerfd_, &expirations, sizeof expirations);
