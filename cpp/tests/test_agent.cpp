@@ -506,6 +506,38 @@ TEST(agent_idle_stream_times_out_after_its_headers_only) {
   CHECK_EQ(h2.timers.size(), size_t{1});
 }
 
+TEST(agent_keeps_one_timeout_and_one_idle_timer_queued_whatever_the_number_of_requests) {
+  EngineConfig cfg = plain_config();
+  cfg.stream_idle_timeout_ns = 60'000'000'000;
+  cfg.request_timeout_ns = 600'000'000'000;
+  TestHost h(cfg, chat_workload(1, 3));
+  Agent a(h);
+  a.assign(1);
+  a.begin();
+  MemoryConnection* c = h.fire_until_sent();
+  for (int i = 0; i < 300; ++i) {
+    c->take_sent();
+    c->deliver(sse_response("hi", 2), now_ns());
+    CHECK(h.fire_next());  // the next turn's send timer: the earliest
+    CHECK(a.in_flight());
+  }
+  CHECK_EQ(h.records.size(), size_t{300});
+  // The request in flight's timeout, one idle timer (armed by the first headers), nothing else.
+  CHECK_EQ(h.timers.size(), size_t{2});
+  // That timeout timer was queued for the first request; the one in flight still times out at
+  // its own deadline: the early timer finds a later deadline and queues itself again for it.
+  int64_t at = 0;
+  CHECK(h.fire_next(&at));  // the idle timer (60 s after the first headers): no headers yet, dropped
+  CHECK(h.records.size() == 300 && a.in_flight());
+  CHECK(h.fire_next(&at));  // the first request's deadline
+  CHECK(h.records.size() == 300 && a.in_flight());
+  CHECK_EQ(h.timers.size(), size_t{1});
+  CHECK(h.fire_next(&at));
+  CHECK_EQ(h.records.size(), size_t{301});
+  CHECK_EQ(at, h.records.back().scheduled_ns + cfg.request_timeout_ns);
+  CHECK_EQ(static_cast<int>(h.records.back().error_kind), static_cast<int>(ErrorKind::kTimeout));
+}
+
 TEST(agent_oversized_event_or_headers_end_the_request_as_oversized) {
   // An SSE line that never ends: dropped once past max_event_bytes, from a timer (never inside
   // the connection's callback), with the time it was seen.

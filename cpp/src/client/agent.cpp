@@ -85,17 +85,28 @@ void Agent::abandon_stream() {
   if (stream_id_ > 0 && conn_) conn_->abandon(stream_id_);
 }
 
+void Agent::arm(TimerKind kind, int64_t deadline_ns) {
+  int64_t& queued = kind == kTimeoutTimer ? timeout_timer_ns_ : idle_timer_ns_;
+  if (deadline_ns <= 0) deadline_ns = 1;
+  if (queued != 0 && queued <= deadline_ns) return;  // that one fires first and looks again
+  queued = deadline_ns;
+  w_.schedule(deadline_ns, this, static_cast<uint64_t>(deadline_ns) << 2 | kind);
+}
+
 void Agent::on_timer(uint64_t t) {
+  const auto kind = static_cast<TimerKind>(t & 3);
+  if (kind == kTimeoutTimer || kind == kIdleTimer) {
+    int64_t& queued = kind == kTimeoutTimer ? timeout_timer_ns_ : idle_timer_ns_;
+    const auto fired = static_cast<int64_t>(t >> 2);
+    if (fired != queued) return;  // superseded by an earlier one
+    queued = 0;
+    return kind == kTimeoutTimer ? check_timeout(fired) : check_idle();
+  }
   if ((t >> 2) != gen_) return;  // stale
-  switch (static_cast<TimerKind>(t & 3)) {
+  switch (kind) {
     case kTimeoutTimer:
-      if (in_flight_) {
-        abandon_stream();
-        finish(ErrorKind::kTimeout, now_ns());
-      }
-      return;
     case kIdleTimer:
-      return check_idle();
+      return;
     case kOversizedTimer:
       if (in_flight_ && oversized_) {
         abandon_stream();
@@ -113,16 +124,24 @@ void Agent::on_timer(uint64_t t) {
   }
 }
 
+// The timeout timer fired at `fired_ns`: the request in flight times out when that was its deadline;
+// a later request's deadline is waited for.
+void Agent::check_timeout(int64_t fired_ns) {
+  if (!in_flight_) return;  // the next request queues its own
+  if (fired_ns < deadline_ns_) return arm(kTimeoutTimer, deadline_ns_);
+  abandon_stream();
+  finish(ErrorKind::kTimeout, now_ns());
+}
+
 // The idle timer: armed when the response headers arrive, re-armed from the last byte received
-// (one timer per idle period, not one per read).
+// (one timer per idle period, not one per read). A timer left from an earlier request finds no
+// headers yet (they arm it again) or re-arms from this stream's last byte.
 void Agent::check_idle() {
-  if (!in_flight_) return;
+  if (!in_flight_ || rec_.first_byte_ns == 0) return;
   const int64_t idle = w_.config().stream_idle_timeout_ns;
+  if (idle <= 0) return;
   const int64_t now = now_ns();
-  if (now - last_rx_ns_ < idle) {
-    w_.schedule(last_rx_ns_ + idle, this, token(kIdleTimer));
-    return;
-  }
+  if (now - last_rx_ns_ < idle) return arm(kIdleTimer, last_rx_ns_ + idle);
   abandon_stream();
   finish(ErrorKind::kIdleTimeout, now);
 }
@@ -167,7 +186,7 @@ void Agent::on_response_headers(int status, int64_t now) {
   rec_.first_byte_ns = now;
   last_rx_ns_ = now;
   const int64_t idle = w_.config().stream_idle_timeout_ns;
-  if (idle > 0) w_.schedule(now + idle, this, token(kIdleTimer));
+  if (idle > 0) arm(kIdleTimer, now + idle);
 }
 
 // What a failure shows: an error status's body (up to kFailureBodyBytes); of a 2xx stream only its
@@ -314,7 +333,8 @@ void Agent::send_request() {
   stream_id_ = 0;
   reused_ = retried_ = retry_pending_ = false;
   ++gen_;
-  w_.schedule(scheduled_ns_ + cfg.request_timeout_ns, this, token(kTimeoutTimer));
+  deadline_ns_ = scheduled_ns_ + cfg.request_timeout_ns;
+  arm(kTimeoutTimer, deadline_ns_);
   // HTTP/1.1: this agent's own keep-alive connection when it is still good; HTTP/2: the one it
   // used last if it has room. Otherwise one from the host (a new one if none has room).
   Connection* c = conn_ && conn_->ready() && conn_->has_room() && (owns(conn_) || conn_->shareable()) ? conn_ : nullptr;
@@ -374,7 +394,7 @@ void Agent::finish(ErrorKind kind, int64_t now) {
   if (!in_flight_) return;
   in_flight_ = false;
   retry_pending_ = false;
-  ++gen_;  // invalidates the timeout timer
+  ++gen_;
   rec_.done_ns = now;
   rec_.error_kind = static_cast<uint8_t>(kind);
   rec_.client_delay_us = static_cast<uint32_t>(std::min<int64_t>(client_delay_ns_ / 1000, UINT32_MAX));

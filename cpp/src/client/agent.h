@@ -100,9 +100,10 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
   int64_t scheduled_ns() const { return scheduled_ns_; }
   bool in_flight() const { return in_flight_; }
 
-  /// Timer kinds, the low two bits of a timer token (the rest is the generation).
+  /// Timer kinds, the low two bits of a timer token. The rest is the generation for the send and
+  /// oversized timers, and the timer's own deadline for the timeout and idle timers (see arm()).
   enum TimerKind : uint64_t { kSendTimer = 0, kTimeoutTimer = 1, kIdleTimer = 2, kOversizedTimer = 3 };
-  // TimerTarget: token = generation << 2 | TimerKind.
+  // TimerTarget.
   void on_timer(uint64_t token) override;
   // ConnectionWaiter.
   void on_connection_ready(Connection* c) override;
@@ -115,6 +116,14 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
 
  private:
   uint64_t token(TimerKind kind) const { return gen_ << 2 | kind; }
+  /// The timeout and idle timers: at most one of each is queued per agent, whatever the number of
+  /// requests. A request's deadline only moves later than the queued timer's, so a timer is
+  /// queued only when none is (or the new deadline is earlier); when it fires it is checked
+  /// against the current request and queued again for that request's deadline when later. Without
+  /// this every request left a 600 s timeout timer behind: the loop's heap held rate x 600 s of
+  /// them.
+  void arm(TimerKind kind, int64_t deadline_ns);
+  void check_timeout(int64_t fired_ns);
   /// Gives up the stream in flight (from a timer, never from inside the connection's callbacks).
   void abandon_stream();
   void check_idle();
@@ -166,6 +175,9 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
   int64_t spawn_ns_ = 0;
   int64_t scheduled_ns_ = 0;
   uint64_t gen_ = 0;
+  int64_t deadline_ns_ = 0;       ///< the request in flight times out then (scheduled + request timeout)
+  int64_t timeout_timer_ns_ = 0;  ///< the queued timeout timer's deadline; 0: none queued
+  int64_t idle_timer_ns_ = 0;     ///< the queued idle timer's deadline; 0: none queued
   int32_t stream_id_ = 0;
   SseParser sse_;
   RequestRecord rec_{};
