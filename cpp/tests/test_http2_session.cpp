@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "agentperf/clock.h"
 #include "client/session.h"
 #include "testing.h"
 
@@ -274,6 +275,8 @@ struct Recorder final : StreamHandler {
   int failures = 0;
   ErrorKind failure = ErrorKind::kNone;
   int calls_after_end = 0;
+  int64_t sent_ns = 0;  ///< on_request_sent
+  int sent_calls = 0;
   std::vector<std::string>* log = nullptr;
   std::function<void(Recorder&)> on_data;      ///< test hook, after the bytes are stored
   std::function<void(Recorder&)> on_complete;  ///< test hook
@@ -282,6 +285,10 @@ struct Recorder final : StreamHandler {
   bool ended() const { return completions + failures > 0; }
   void note(const std::string& what) {
     if (log) log->push_back(std::to_string(id) + " " + what);
+  }
+  void on_request_sent(int64_t now) override {
+    sent_ns = now;
+    ++sent_calls;
   }
   void on_response_headers(int s, int64_t) override {
     calls_after_end += ended();
@@ -415,11 +422,17 @@ TEST(h2_single_stream_headers_and_body) {
   Body body(R"({"model":"m","stream":true,"messages":[]})");
   Recorder r;
   CHECK(c->can_submit());
+  const int64_t before_submit = now_ns();
   CHECK_EQ(submit(*c, body, r), 1);
   CHECK_EQ(c->active_streams(), 1u);
+  // The request's time is when its HEADERS go into a write, not when it was submitted.
+  CHECK_EQ(r.sent_calls, 0);
+  const int64_t before_write = now_ns();
   Pump p{*c, server};
   p.run();
   CHECK(p.read_ok);
+  CHECK_EQ(r.sent_calls, 1);
+  CHECK(before_submit <= before_write && before_write <= r.sent_ns && r.sent_ns <= now_ns());
   check_complete(r, 200, sse_body(1, 5, 0));
   CHECK_EQ(r.data_calls, 5);  // one call per DATA frame: straight from the frame, no reassembly
   CHECK_EQ(c->active_streams(), 0u);

@@ -109,6 +109,9 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
   void on_connection_ready(Connection* c) override;
   void on_connection_failed(Connection* c, int64_t now_ns) override;
   // StreamHandler (called from inside the session's on_read on this thread).
+  void on_request_sent(int64_t now_ns) override {
+    if (in_flight_) rec_.sent_ns = now_ns;  // HTTP/2: when the HEADERS went out, not when submitted
+  }
   void on_response_headers(int status, int64_t now_ns) override;
   void on_response_data(const char* data, size_t n, int64_t now_ns) override;
   void on_response_complete(int64_t now_ns) override;

@@ -41,7 +41,7 @@ void Connection::remove_waiter(ConnectionWaiter* w) {
 
 int32_t Connection::submit(const RequestHead& head, const iovec* body, size_t n, StreamHandler* handler) {
   int32_t id = session_->submit(head, body, n, handler);
-  if (id > 0) flush();
+  if (id > 0) flush_submitted();
   return id;
 }
 

@@ -55,6 +55,11 @@ class Connection {
   virtual void close(ErrorKind kind, int64_t now_ns) = 0;
   /// Writes what the session has to send (as much as the transport takes now).
   virtual void flush() = 0;
+  /// After a submit: flush() now, or (SocketConnection on a shared connection) once the host's
+  /// loop iteration ends, so requests submitted together go out in one write.
+  virtual void flush_submitted() { flush(); }
+  /// Set while this connection waits in its host's list of connections to flush.
+  bool flush_deferred = false;
 
   bool ready() const { return is_open() && session_ != nullptr; }
   Session* session() { return session_.get(); }
@@ -112,6 +117,10 @@ class ConnectionHost {
   virtual bool kernel_stamps() const { return true; }
   /// The stamps of the read whose bytes are being delivered now (before the session sees them).
   virtual void set_read_stamp(const ReadStamp& stamp) {}
+  /// Takes `c` to be flushed when the current loop iteration ends (false: flush it now). Requests
+  /// that several agents submit in one iteration on one HTTP/2 connection then go out in one
+  /// write: one system call, and the server sees them arrive together, as they were sent.
+  virtual bool defer_flush(Connection* c) { return false; }
 };
 
 constexpr size_t kReadBufferBytes = 256 * 1024;
@@ -130,6 +139,9 @@ class SocketConnection final : public Connection, public IoHandler {
   bool peer_closed() override;
   void close(ErrorKind kind, int64_t now_ns) override;
   void flush() override;
+  void flush_submitted() override {
+    if (!shareable() || !host_.defer_flush(this)) flush();
+  }
   void on_io(uint32_t events) override;
 
  private:

@@ -39,6 +39,7 @@
 #include <utility>
 #include <vector>
 
+#include "agentperf/clock.h"
 #include "client/session.h"
 
 namespace agentperf {
@@ -467,8 +468,11 @@ class Http2Session final : public Session {
   }
 
   static int on_frame_send_cb(nghttp2_session*, const nghttp2_frame* frame, void* user_data) {
+    Http2Session& s = self(user_data);
     // We never submit GOAWAY ourselves: one going out is nghttp2 ending the connection on an error.
-    if (frame->hd.type == NGHTTP2_GOAWAY) self(user_data).local_goaway_sent_ = true;
+    if (frame->hd.type == NGHTTP2_GOAWAY) s.local_goaway_sent_ = true;
+    if (frame->hd.type == NGHTTP2_HEADERS)
+      if (StreamHandler* h = s.handler_of(frame->hd.stream_id)) h->on_request_sent(agentperf::now_ns());
     return 0;
   }
 

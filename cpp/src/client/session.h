@@ -25,6 +25,9 @@ namespace agentperf {
 class StreamHandler {
  public:
   virtual ~StreamHandler() = default;
+  /// HTTP/2: the request's HEADERS frame went into the connection's next write, at `now_ns` (a
+  /// request submitted on a shared connection can wait for the rest of the loop iteration).
+  virtual void on_request_sent(int64_t now_ns) {}
   virtual void on_response_headers(int status, int64_t now_ns) = 0;
   /// The response's header fields, one by one before on_response_headers(), when wants_headers()
   /// (HTTP/2: lower-case names, pseudo-headers left out). Views are valid only during the call.

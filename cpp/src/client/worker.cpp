@@ -32,6 +32,14 @@ void Worker::run() {
   adjust_agents();
   while (!stop_.load(std::memory_order_relaxed)) {
     loop_.run_once(-1);
+    while (!to_flush_.empty()) {  // a flush's failure callbacks may defer more
+      flushing_.swap(to_flush_);
+      for (Connection* c : flushing_) {
+        c->flush_deferred = false;
+        if (c->is_open()) c->flush();
+      }
+      flushing_.clear();
+    }
     for (Connection* c : to_close_)
       if (!c->owner) c->close(ErrorKind::kCancelled, now_ns());  // still nobody's: close it
     to_close_.clear();
@@ -50,6 +58,7 @@ void Worker::run() {
   shared_conns_.clear();
   closed_conns_.clear();
   free_conns_.clear();
+  to_flush_.clear();
   conn_pool_.clear();
   live_.store(0);
   active_.store(0);

@@ -77,6 +77,13 @@ class Worker final : public TimerTarget, public AgentHost, public ConnectionHost
   }
   void record_gap(int64_t gap_ns) override { itl_.record(static_cast<uint64_t>(gap_ns)); }
   const ReadStamp& read_stamp() const override { return read_stamp_; }
+  bool defer_flush(Connection* c) override {
+    if (!c->flush_deferred) {
+      c->flush_deferred = true;
+      to_flush_.push_back(c);
+    }
+    return true;
+  }
   void record_client_delay(int64_t delay_ns) override { client_delay_.record(static_cast<uint64_t>(delay_ns)); }
   void set_read_stamp(const ReadStamp& stamp) override { read_stamp_ = stamp; }
   bool kernel_stamps() const override { return config_.kernel_stamps; }
@@ -144,6 +151,8 @@ class Worker final : public TimerTarget, public AgentHost, public ConnectionHost
   std::vector<SocketConnection*> closed_conns_;  // closed in this loop iteration: reusable after it
   std::vector<SocketConnection*> free_conns_;
   std::vector<Connection*> to_close_;            // close_later(): closed after the loop iteration
+  std::vector<Connection*> to_flush_;            // defer_flush(): flushed after the loop iteration
+  std::vector<Connection*> flushing_;            // to_flush_ being flushed
 
   // Written by the worker thread, read by any thread.
   std::atomic<int64_t> live_{0};
