@@ -30,6 +30,13 @@ struct StampHolder {
   bool stamped = false;
 
   StampHolder() {
+    connect_pair();
+    if (listener >= 0) ::close(listener);  // only the pair is kept
+    listener = -1;
+    if (receiver >= 0) enable_receive_stamps(receiver);
+  }
+
+  void connect_pair() {
     listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
@@ -41,9 +48,6 @@ struct StampHolder {
     sender = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (sender < 0 || ::connect(sender, reinterpret_cast<sockaddr*>(&addr), len) != 0) return;
     receiver = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
-    ::close(listener);
-    listener = -1;
-    if (receiver >= 0) enable_receive_stamps(receiver);
   }
 
   // Sends one byte over the pair and reads it back: whether it came with the kernel's stamp.
