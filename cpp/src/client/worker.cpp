@@ -27,8 +27,12 @@ Worker::~Worker() {
   join();
 }
 
+void Worker::start() {
+  thread_ = std::thread([this] { run(); });
+  name_thread(thread_.native_handle(), "apn-worker", index_);
+}
+
 void Worker::run() {
-  name_this_thread("apn-worker", index_);
   adjust_agents();
   while (!stop_.load(std::memory_order_relaxed)) {
     loop_.run_once(-1);

@@ -35,7 +35,8 @@ class Worker final : public TimerTarget, public AgentHost, public ConnectionHost
   ~Worker() override;
 
   // Control (any thread).
-  void start() { thread_ = std::thread([this] { run(); }); }
+  /// The thread is named (apn-worker-<index>) before this returns, so that it can be found at once.
+  void start();
   void request_stop() {
     stop_.store(true);
     loop_.wake();
