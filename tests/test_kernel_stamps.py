@@ -75,9 +75,18 @@ def test_ttft_from_kernel_stamps_holds_with_two_cpu_hogs_beside_the_client(sim, 
     print(f"TTFT percentile minus the server's (ms), {protocol}: {report}")
     for p in (50, 99):
         assert abs(report[p]["kernel"]) < 1.0, report
-    # Request by request too, the kernel's stamp sits on the server's (the server stamps around its
-    # write, so either may come first by a few microseconds); the user-space stamp is never earlier.
-    assert np.percentile(np.abs(_ms(kernel_first - server_first)), 99) < 1.0, report
+    # Request by request, the kernel's stamp is never before the server's send (the server stamps
+    # around its write, so either may come first by a few microseconds).
+    gap = _ms(kernel_first - server_first)
+    print(f"per request, kernel minus server (ms): min {gap.min():.3f}, p99 {np.percentile(gap, 99):.3f}")
+    assert gap.min() > -0.05, report
+    if protocol == "h1":
+        # Each request has its connection to itself here, so no other request's bytes share its
+        # reads: its own stamp sits on the server's. (On one HTTP/2 connection carrying every
+        # stream, bytes that wait in the socket while the starved client is off its core are merged
+        # by the kernel into one segment stamped with the newest arrival, tcp_try_coalesce: a first
+        # token merged with later frames carries their stamp. The percentiles above still hold.)
+        assert np.percentile(np.abs(gap), 99) < 1.0, report
     assert (delay >= 0).all() and (delay > 0).mean() > 0.5, report
     # Every output event went into the live client-added delay histogram.
     assert snap.client_delay_ns.count == int(ok["output_events"].sum()) + int(
