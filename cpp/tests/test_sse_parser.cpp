@@ -164,6 +164,13 @@ std::vector<SseEvent> run_pieces(SseParser& parser, std::string_view body,
   return got;
 }
 
+// Cut points after every blank line (LF LF): the body fed one event at a time.
+std::vector<size_t> event_cuts(const std::string& body) {
+  std::vector<size_t> cuts;
+  for (size_t i = body.find("\n\n"); i != std::string::npos; i = body.find("\n\n", i + 2)) cuts.push_back(i + 2);
+  return cuts;
+}
+
 void expect_events(const CorpusCase& c, const std::vector<SseEvent>& got, const std::string& how) {
   CHECK_MSG(got == c.expected, c.name << " (" << how << "): expected\n"
                                       << join_events(c.expected) << "got\n"
@@ -631,6 +638,48 @@ TEST(sse_random_streams_split_invariance) {
                                  << join_events(split));
       break;
     }
+    // Cut after every LF LF, so that single-event feeds take the one-event fast path where they can.
+    SseParser event_parser;
+    const auto by_event = run_pieces(event_parser, body, event_cuts(body));
+    if (by_event != whole || event_parser.has_partial() != whole_parser.has_partial()) {
+      CHECK_MSG(false, "body:\n" << body << "\nwhole:\n" << join_events(whole) << "event by event:\n"
+                                 << join_events(by_event));
+      break;
+    }
+  }
+}
+
+TEST(sse_corpus_event_by_event) {
+  for (const auto& c : load_corpus()) {
+    SseParser parser;
+    expect_events(c, run_pieces(parser, c.body, event_cuts(c.body)), "event by event");
+    CHECK_MSG(parser.has_partial() == ends_cut(c.name), c.name << ": has_partial at end");
+  }
+}
+
+// One-event feeds, at the edges of the fast path's shape: each gives what the same bytes give fed
+// one at a time (the line-by-line path), also after a pending CR or an unfinished line.
+TEST(sse_one_event_feeds_match_the_line_by_line_path) {
+  const std::vector<std::string> events = {
+      "data: {\"text\":\"a\"}\n\n", "data:{\"text\":\"a\"}\n\n", "data:  {\"text\":\"a\"}\n\n",
+      "data:\n\n", "data: \n\n", "data: [DONE]\n\n", "data: {\"text\":\"a\"}\r\n\n",
+      "data: {\"text\":\"a\"}\n\n\n", "data: {\"a\":1,\n\"text\":\"b\"}\n\n", "data: {\"text\":\"\ta\"}\n\n",
+      "data: {\"text\":\"a\"}\rdata: 2\n\n", "datax: {\"text\":\"a\"}\n\n", "data {\"text\":\"a\"}\n\n",
+      "data: {\"error\":{\"message\":\"x\"}}\n\n", "data: {\"usage\":{\"prompt_tokens\":7}}\n\n",
+      "data: {\"text\":\"\xff\xfe\x80\"}\n\n", "data: not json\n\n"};
+  const std::vector<std::string> before = {"", "data: {\"text\":\"x\"}\r", "data: {\"te", ": comment\n", "event: error\n"};
+  for (const auto& b : before) {
+    for (const auto& e : events) {
+      std::vector<size_t> bytes;
+      for (size_t i = 1; i < b.size() + e.size(); ++i) bytes.push_back(i);
+      SseParser slow;
+      const auto want = run_pieces(slow, b + e, bytes);
+      SseParser fast;
+      const auto got = run_pieces(fast, b + e, {b.size()});
+      CHECK_MSG(got == want && fast.has_partial() == slow.has_partial(),
+                "before " << b << " event " << e << ": byte by byte\n" << join_events(want) << "one feed\n"
+                          << join_events(got));
+    }
   }
 }
 
@@ -749,4 +798,60 @@ TEST(sse_event_data_shows_the_event_in_the_callback) {
       CHECK(data[3] == "{\"error\":\"e\"}");
     }
   }
+}
+
+// Events of one server's shape around varying strings, some with a byte changed, inserted or
+// removed anywhere: the parser (which recognises the shape of the last text event) reports each
+// exactly as a full inspection of its bytes does, text included.
+TEST(sse_shape_shortcut_reports_what_the_full_inspection_finds) {
+  static const char* const kShapes[][2] = {
+      {"{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,"
+       "\"delta\":{\"content\":\"",
+       "\"},\"logprobs\":null,\"finish_reason\":null}]}"},
+      {"{\"id\":\"cmpl-1\",\"object\":\"text_completion\",\"choices\":[{\"index\":0,\"text\":\"", "\",\"finish_reason\":null}]}"},
+      {"{\"choices\":[{\"delta\":{\"reasoning_content\":\"", "\"}}]}"},
+      {"{\"choices\":[{\"delta\":{\"content\":\"", "\",\"tool_calls\":[]}}],\"usage\":null} "},
+      {"{\"choices\":[{\"delta\":{\"content\":\"", "\"}},{\"delta\":{\"content\":\"\"}}]}"},
+  };
+  static const char* const kStrings[] = {"a", " the", "\\\"", "x\\\\", "\xc3\xa9", "\\n", "}", "\\u0022", "ab\\"};
+  static const char kBytes[] = "\"{}[],:\\ a0nx";
+  std::mt19937_64 rng(5);
+  SseParser parser;
+  int changed = 0;
+  for (int iter = 0; iter < 20000; ++iter) {
+    const auto& shape = kShapes[iter / 500 % std::size(kShapes)];
+    std::string ev = std::string(shape[0]) + kStrings[rng() % std::size(kStrings)] + shape[1];
+    if (rng() % 3 == 0) {
+      ++changed;
+      const size_t at = rng() % ev.size();
+      const char b = kBytes[rng() % (sizeof kBytes - 1)];
+      switch (rng() % 3) {
+        case 0: ev[at] = b; break;
+        case 1: ev.insert(ev.begin() + static_cast<std::ptrdiff_t>(at), b); break;
+        default: ev.erase(at, 1); break;
+      }
+    }
+    const SseEvent want = inspect_sse_data(ev);
+    const std::string body = "data: " + ev + "\n\n";
+    std::vector<SseEvent> got;
+    std::string text;
+    parser.feed(body.data(), body.size(), [&](const SseEvent& e) {
+      got.push_back(e);
+      text = std::string(e.text);
+    });
+    SseEvent w = want;
+    w.text = {};
+    if (got.size() != 1) {
+      CHECK_MSG(false, ev << ": " << got.size() << " events");
+      break;
+    }
+    got[0].text = {};
+    if (!(got[0] == w) || text != want.text) {
+      CHECK_MSG(false, ev << ": parser\n" << join_events(got) << text << "\nfull inspection\n" << join_events({w}) << want.text);
+      break;
+    }
+  }
+  // Most unchanged events took the shortcut (not the first of each shape, nor those after a change
+  // that gave a new valid shape).
+  CHECK_MSG(parser.shape_hits() > (20000u - changed) / 2, parser.shape_hits() << " shortcut hits of 20000 (" << changed << " changed)");
 }

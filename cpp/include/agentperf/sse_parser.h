@@ -28,7 +28,8 @@
 // a line or an event's joined data larger than max_event_bytes (1 MiB unless set) makes the parser
 // stop (overflowed(): no more events until reset(), nothing more buffered). A
 // complete single-data-line event that lies wholly inside one feed is inspected in place, without
-// copying; inspect_sse_data never allocates.
+// copying; inspect_sse_data never allocates. Events shaped like the last text event (the same bytes
+// around another string) are recognised without walking their JSON again (see Shape below).
 #pragma once
 
 #include <cstddef>
@@ -86,9 +87,18 @@ class SseParser {
   /// The joined data of the event being reported, valid only during the on_event callback (for
   /// showing a malformed or error event).
   std::string_view event_data() const { return event_data_; }
+  /// Events recognised by the shape of an earlier one, without walking their JSON (see Shape).
+  uint64_t shape_hits() const { return shape_hits_; }
 
  private:
   // feed<F> (sse_parser_inl.h) is a thin loop over these non-template steps (sse_parser.cpp).
+  /// The fast path: when nothing is pending and the feed is exactly one event made of one data line
+  /// (`data: ...` + LF LF, no CR, no other line break inside), inspects it in place (true, *out
+  /// filled) with the same result and state the line-by-line path would leave. Else false, nothing
+  /// consumed. Servers write one such event per chunk or frame, so most feeds take this path.
+  bool whole_event(const char* data, size_t n, SseEvent* out);
+  /// inspect_sse_data(data), short-cut by the shape of the last text event (see Shape).
+  SseEvent inspect(std::string_view data);
   void begin_feed(const char* data, size_t n);
   /// Consumes lines of the current feed until one event completes (true, *out filled) or the feed
   /// is used up (false; an unterminated tail line is kept in line_, in-place data copied to data_).
@@ -100,6 +110,30 @@ class SseParser {
   /// Marks the parser overflowed, drops the feed's rest and what is buffered.
   void overflow();
 
+  // The one-event fast path (whole_event, inspect) reads only the members up to line_'s size: they
+  // come first, so that an event touches few cache lines of a parser among thousands.
+
+  /// A server streams its output events in one shape: the same bytes before the output string's
+  /// value (id, model, choices, delta, key) and after it (the closing of the objects). After a full
+  /// inspection of an event whose only output is one non-empty string (content, text, reasoning; no
+  /// usage, error or fault), the keyed hashes of the bytes up to and including the value's opening
+  /// quote (head) and from its closing quote (tail) are kept. An event whose head and tail hash the
+  /// same, around a non-empty string, is that event with another string: the walk would find the
+  /// same, so it is reported without walking its JSON again. Anything else is walked.
+  struct Shape {
+    uint64_t head_hash = 0;
+    uint64_t tail_hash = 0;
+    uint32_t head_len = 0;  ///< 0: no shape yet
+    uint32_t tail_len = 0;
+    bool is_text = false;  ///< the string is the event's text (content or text, not reasoning)
+  };
+  Shape shape_;
+  uint64_t shape_hits_ = 0;
+  bool in_event_ = false;     ///< a field line of an unfinished event has been seen
+  bool last_was_cr_ = false;  ///< previous feed ended with CR: a leading LF belongs to it
+  bool overflowed_ = false;
+  size_t max_event_bytes_ = size_t{1} << 20;
+  std::string_view event_data_;  ///< the event being reported (see event_data())
   std::string line_;  ///< bytes of the current unterminated line (spanning feeds)
   std::string data_;  ///< joined data of the current event when it cannot be viewed in place
   std::string_view pending_;    ///< the event's data, in place in the current feed's buffer
@@ -109,12 +143,7 @@ class SseParser {
   const char* next_cr_ = nullptr;  ///< first '\r' at or after cur_ (end_ if none); cached
   bool saw_data_ = false;     ///< the current event has at least one data line
   bool data_in_place_ = false;  ///< the event's data is pending_ (else data_)
-  bool in_event_ = false;     ///< a field line of an unfinished event has been seen
   bool event_error_ = false;  ///< `event: error` seen for the current event
-  bool last_was_cr_ = false;  ///< previous feed ended with CR: a leading LF belongs to it
-  bool overflowed_ = false;
-  size_t max_event_bytes_ = size_t{1} << 20;
-  std::string_view event_data_;  ///< the event being reported (see event_data())
 };
 
 }  // namespace agentperf

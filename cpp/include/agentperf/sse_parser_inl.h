@@ -8,8 +8,13 @@ namespace agentperf {
 
 template <class F>
 void SseParser::feed(const char* data, size_t n, F&& on_event) {
-  begin_feed(data, n);
   SseEvent ev;
+  if (whole_event(data, n, &ev)) {  // the common shape: exactly one `data: ...` event, nothing pending
+    const SseEvent& cev = ev;
+    on_event(cev);
+    return;
+  }
+  begin_feed(data, n);
   while (next_event(&ev)) {
     const SseEvent& cev = ev;
     on_event(cev);

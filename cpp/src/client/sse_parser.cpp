@@ -15,6 +15,9 @@
 
 #include <cstring>
 
+#include "common/byte_scan.h"
+#include "common/keyed_hash.h"
+
 namespace agentperf {
 
 namespace {
@@ -22,6 +25,19 @@ namespace {
 inline bool is_json_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
 inline bool key_is(std::string_view key, std::string_view want) { return key == want; }
+
+// The closing quote of a JSON string whose body starts at p (just after an opening quote, which
+// bounds the backslash count), or e when it is not terminated before e.
+const char* string_end(const char* p, const char* e) {
+  for (;;) {
+    const char* quote = find_byte(p, e, '"');
+    if (quote == e) return e;
+    const char* b = quote;
+    while (b[-1] == '\\') --b;  // stops at the opening quote at the latest
+    if (((quote - b) & 1) == 0) return quote;  // an even run of backslashes: not escaped
+    p = quote + 1;
+  }
+}
 
 enum class Ctx : uint8_t {
   kTop,            ///< members of the top-level object
@@ -73,6 +89,8 @@ class Scanner {
 
   int64_t cached_tokens = -1;
   int64_t cache_hit_tokens = -1;
+  int outputs = 0;  ///< output values found (non-empty strings and tool_calls arrays)
+  std::string_view first_output;  ///< the first output value's string body, if it was a string
   /// Only whitespace left after the value.
   bool at_end() {
     ws();
@@ -86,19 +104,9 @@ class Scanner {
 
   // At '"'; moves past the closing quote. False when the string is not terminated.
   bool skip_string() {
-    ++p_;
-    for (;;) {
-      const void* q = std::memchr(p_, '"', static_cast<size_t>(e_ - p_));
-      if (!q) {
-        p_ = e_;
-        return false;
-      }
-      const char* quote = static_cast<const char*>(q);
-      const char* b = quote;
-      while (b[-1] == '\\') --b;  // stops at the opening quote at the latest
-      p_ = quote + 1;
-      if (((quote - b) & 1) == 0) return true;  // an even run of backslashes: not escaped
-    }
+    const char* q = string_end(p_ + 1, e_);
+    p_ = q == e_ ? e_ : q + 1;
+    return q != e_;
   }
 
   // A number or literal: up to the next structural character or whitespace.
@@ -218,6 +226,7 @@ class Scanner {
           if (!skip_string()) return false;  // a cut string is not counted
           if (non_empty) {
             ev_->has_output = true;
+            if (outputs++ == 0) first_output = std::string_view(start, static_cast<size_t>(p_ - 1 - start));
             if (ev_->text.empty() && (key_is(key, "content") || key_is(key, "text")))
               ev_->text = std::string_view(start, static_cast<size_t>(p_ - 1 - start));
           }
@@ -231,7 +240,10 @@ class Scanner {
           while (q < e_ && is_json_ws(*q)) ++q;
           const bool non_empty = q < e_ && *q != ']';
           if (!skip_value()) return false;
-          if (non_empty) ev_->has_output = true;
+          if (non_empty) {
+            ev_->has_output = true;
+            ++outputs;  // not a string: first_output stays empty
+          }
           return true;
         }
         break;
@@ -261,7 +273,11 @@ class Scanner {
 
 }  // namespace
 
-SseEvent inspect_sse_data(std::string_view data) {
+namespace {
+
+// inspect_sse_data, also telling how many output values the event holds and, when the first was a
+// string, its body.
+SseEvent inspect_json(std::string_view data, int* outputs, std::string_view* first_output) {
   SseEvent ev;
   if (data == "[DONE]") {
     ev.done = true;
@@ -280,6 +296,48 @@ SseEvent inspect_sse_data(std::string_view data) {
   if (!s.object(Ctx::kTop, 1) || !s.at_end()) ev.malformed = true;
   if (ev.has_usage) {
     ev.usage.cached_tokens = s.cached_tokens >= 0 ? s.cached_tokens : s.cache_hit_tokens;
+  }
+  *outputs = s.outputs;
+  *first_output = s.first_output;
+  return ev;
+}
+
+}  // namespace
+
+SseEvent inspect_sse_data(std::string_view data) {
+  int outputs = 0;
+  std::string_view first_output;
+  return inspect_json(data, &outputs, &first_output);
+}
+
+SseEvent SseParser::inspect(std::string_view data) {
+  const char* p = data.data();
+  const char* e = p + data.size();
+  const Shape& sh = shape_;
+  if (sh.head_len != 0 && data.size() > size_t{sh.head_len} + sh.tail_len && p[sh.head_len - 1] == '"' &&
+      keyed_hash(p, sh.head_len) == sh.head_hash) {
+    const char* value = p + sh.head_len;
+    const char* close = string_end(value, e);
+    if (close != value && close != e && static_cast<size_t>(e - close) == sh.tail_len &&
+        keyed_hash(close, sh.tail_len) == sh.tail_hash) {
+      ++shape_hits_;
+      SseEvent ev;
+      ev.has_output = true;
+      if (sh.is_text) ev.text = std::string_view(value, static_cast<size_t>(close - value));
+      return ev;
+    }
+  }
+  int outputs = 0;
+  std::string_view output;
+  SseEvent ev = inspect_json(data, &outputs, &output);
+  if (outputs == 1 && !output.empty() && !ev.has_usage && !ev.error && !ev.malformed) {
+    // One string is the event's only output: remember the shape around it.
+    const char* close = output.data() + output.size();
+    shape_.head_len = static_cast<uint32_t>(output.data() - p);
+    shape_.head_hash = keyed_hash(p, shape_.head_len);
+    shape_.tail_len = static_cast<uint32_t>(e - close);
+    shape_.tail_hash = keyed_hash(close, shape_.tail_len);
+    shape_.is_text = ev.text.data() == output.data();
   }
   return ev;
 }
@@ -316,6 +374,20 @@ void SseParser::overflow() {
   pending_ = {};
   event_data_ = {};
   saw_data_ = data_in_place_ = false;
+}
+
+bool SseParser::whole_event(const char* data, size_t n, SseEvent* out) {
+  constexpr size_t kPrefix = 5;  // "data:"
+  if (n < kPrefix + 2 || n - 2 > max_event_bytes_ || overflowed_ || last_was_cr_ || in_event_ || !line_.empty())
+    return false;
+  if (std::memcmp(data, "data:", kPrefix) != 0 || data[n - 2] != '\n' || data[n - 1] != '\n') return false;
+  // Any byte below 14 inside (CR, LF; also tab, form feed...): the line-by-line path decides.
+  if (any_byte_below(data + kPrefix, data + n - 2, '\r' + 1)) return false;
+  std::string_view value(data + kPrefix, n - 2 - kPrefix);
+  if (!value.empty() && value[0] == ' ') value.remove_prefix(1);
+  event_data_ = value;
+  *out = inspect(value);
+  return true;
 }
 
 void SseParser::begin_feed(const char* data, size_t n) {
@@ -394,7 +466,7 @@ bool SseParser::process_line(std::string_view line, bool in_place, SseEvent* out
       // data_ keeps its bytes until the next event's first data line overwrites them: event_data()
       // stays valid through the callback.
       event_data_ = data_in_place_ ? pending_ : std::string_view(data_);
-      *out = inspect_sse_data(event_data_);
+      *out = inspect(event_data_);
       if (event_error_) out->error = true;
     }
     saw_data_ = data_in_place_ = in_event_ = event_error_ = false;
