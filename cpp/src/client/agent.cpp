@@ -193,9 +193,10 @@ void Agent::on_response_headers(int status, int64_t now) {
 // start (kStreamStartBytes: a streamed response fails by breaking off, and its offending event is
 // kept on its own), so a healthy stream stops copying after its first events.
 void Agent::keep_body(const char* data, size_t n) {
+  if (!keeping_body_) return;  // body_ is full, or holds the offending event: not touched again
   const size_t limit = is_2xx(rec_.http_status) ? kStreamStartBytes : kFailureBodyBytes;
-  if (event_kept_ || body_.size() >= limit) return;
-  body_.append(data, std::min(n, limit - body_.size()));
+  if (!event_kept_ && body_.size() < limit) body_.append(data, std::min(n, limit - body_.size()));
+  keeping_body_ = !event_kept_ && body_.size() < limit;
 }
 
 void Agent::on_response_data(const char* data, size_t n, int64_t now) {
@@ -224,6 +225,7 @@ void Agent::on_response_data(const char* data, size_t n, int64_t now) {
       std::string_view d = sse_.event_data();
       body_.assign(d.data(), std::min(d.size(), kFailureBodyBytes));
       event_kept_ = true;
+      keeping_body_ = false;
     }
     stream_error_ |= ev.error;
     malformed_ |= ev.malformed;
@@ -270,6 +272,7 @@ void Agent::resend() {
   sse_.reset();
   body_.clear();
   event_kept_ = false;
+  keeping_body_ = true;
   reused_ = false;
   Connection* c = w_.connection_for_new_stream();
   if (!c) return finish(ErrorKind::kConnect, now_ns());
@@ -306,6 +309,7 @@ void Agent::start_record() {
   last_rx_ns_ = 0;
   client_delay_ns_ = 0;
   body_.clear();
+  keeping_body_ = true;
   sse_.reset();
   sse_.set_max_event_bytes(w_.config().max_event_bytes);
   capturing_ = w_.config().history_generated && !w_.workload().conversations[conv_].reply_of.empty();

@@ -116,6 +116,11 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
   void on_response_data(const char* data, size_t n, int64_t now_ns) override;
   void on_response_complete(int64_t now_ns) override;
   void on_stream_failed(ErrorKind kind, int64_t now_ns) override;
+  /// From the agent's start to the end of rec_: the members an event touches (see w_ below).
+  Bytes hot_bytes() const override {
+    const char* start = reinterpret_cast<const char*>(this);
+    return {start, static_cast<size_t>(reinterpret_cast<const char*>(&rec_ + 1) - start)};
+  }
 
  private:
   uint64_t token(TimerKind kind) const { return gen_ << 2 | kind; }
@@ -148,13 +153,25 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
   void pick_conversation();
 
   AgentHost& w_;
+  // What every response event touches (on_response_data) comes first, next to the vtable pointers,
+  // so that an event reads few cache lines of an agent among thousands; Http2Session prefetches
+  // them (hot_bytes()) before nghttp2 hands it the frames.
+  bool capturing_ = false;
+  bool keeping_body_ = false;   // body_ still takes the response's bytes (see keep_body)
+  bool stream_error_ = false;
+  bool malformed_ = false;
+  bool oversized_ = false;      // an SSE event passed max_event_bytes; abandoned at oversized_ns_
+  bool event_kept_ = false;     // body_ holds the first malformed / error event, not the body's start
+  int64_t last_rx_ns_ = 0;      // the last byte of the response in flight (idle timeout)
+  int64_t client_delay_ns_ = 0;  // the largest client-added delay of the response's reads
+  SseParser sse_;
+  RequestRecord rec_{};
   Rng rng_;  // this agent's stream: conversations, start turns, tool delays
   int64_t id_ = -1;
   int32_t conv_ = 0;
   int32_t turn_ = 0;
   std::string prefix_;
   uint64_t prefix_epoch_ = UINT64_MAX;
-  bool capturing_ = false;
   std::string capture_;        // raw (escaped) reply text of the request in flight
   GeneratedHistory generated_;  // history=generated: the replies received in this conversation
   Connection* conn_ = nullptr;        // the connection of the current / last request
@@ -165,14 +182,8 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
   bool reused_ = false;        // the request in flight went on a connection that carried an earlier one
   bool retried_ = false;       // ... and was already retried once on a fresh connection
   bool retry_pending_ = false;  // a retry is scheduled (the timer fires at the end of the iteration)
-  bool stream_error_ = false;
-  bool malformed_ = false;
-  bool oversized_ = false;      // an SSE event passed max_event_bytes; abandoned at oversized_ns_
-  bool event_kept_ = false;     // body_ holds the first malformed / error event, not the body's start
   int connect_failures_ = 0;    // consecutive failed connect attempts (the backoff's exponent)
   int64_t oversized_ns_ = 0;
-  int64_t last_rx_ns_ = 0;      // the last byte of the response in flight (idle timeout)
-  int64_t client_delay_ns_ = 0;  // the largest client-added delay of the response's reads
   std::string body_;            // the start of the response body (kept for a failure)
   int64_t usage_completion_ = -1;
   int64_t spawn_ns_ = 0;
@@ -182,8 +193,6 @@ class Agent final : public TimerTarget, public StreamHandler, public ConnectionW
   int64_t timeout_timer_ns_ = 0;  ///< the queued timeout timer's deadline; 0: none queued
   int64_t idle_timer_ns_ = 0;     ///< the queued idle timer's deadline; 0: none queued
   int32_t stream_id_ = 0;
-  SseParser sse_;
-  RequestRecord rec_{};
   RequestSlices req_;
 };
 

@@ -40,6 +40,7 @@
 #include <vector>
 
 #include "agentperf/clock.h"
+#include "client/h2_frame_walk.h"
 #include "client/session.h"
 
 namespace agentperf {
@@ -166,7 +167,10 @@ class Http2Session final : public Session {
     if (id < 0) return -1;
     st->id = id;
     Slot& slot = table_[slot_of(id)];
-    if (slot.stream == nullptr) slot = Slot{id, handler, st.get()};  // else a long-lived stream holds it
+    if (slot.stream == nullptr) {  // else a long-lived stream holds it
+      const StreamHandler::Bytes hot = handler->hot_bytes();
+      slot = Slot{id, static_cast<uint32_t>(hot.size), handler, st.get(), static_cast<const char*>(hot.data)};
+    }
     streams_.emplace(id, std::move(st));
     ++live_;
     return id;
@@ -175,6 +179,7 @@ class Http2Session final : public Session {
   bool on_read(const char* data, size_t n, int64_t now_ns) override {
     now_ns_ = now_ns;
     if (dead_ || busy_) return false;
+    list_data_frames(reinterpret_cast<const uint8_t*>(data), n);
     h2_ssize rv;
     {
       Busy busy(*this);
@@ -262,11 +267,14 @@ class Http2Session final : public Session {
   // was taken at submit is found through nghttp2's own map. One indexed load per DATA chunk instead
   // of nghttp2's hash lookup (lock-step arrivals bring every stream's chunk in the same read).
   // The slot also holds the stream's handler, so a DATA chunk reaches its agent without touching
-  // the Stream (a cold cache line when thousands of streams take turns).
+  // the Stream (a cold cache line when thousands of streams take turns), and where the handler's
+  // hot bytes are (list_data_frames).
   struct Slot {
     int32_t id = 0;
+    uint32_t hot_size = 0;
     StreamHandler* handler = nullptr;  ///< the stream's handler, null once detached
     Stream* stream = nullptr;
+    const char* hot = nullptr;  ///< StreamHandler::hot_bytes()
   };
   size_t slot_of(int32_t id) const { return (static_cast<uint32_t>(id) >> 1) & (table_.size() - 1); }
   Stream* stream(int32_t id) {
@@ -280,6 +288,33 @@ class Http2Session final : public Session {
     if (slot.stream != nullptr && slot.id == id) return slot.handler;
     Stream* st = static_cast<Stream*>(nghttp2_session_get_stream_user_data(s_, id));
     return st != nullptr ? st->handler : nullptr;
+  }
+
+  // In lock-step, one read carries a DATA frame for each of dozens of streams, whose agents lie far
+  // apart in memory and are cold. The read's DATA frames are listed first (their headers only), and
+  // while nghttp2 hands over frame i, the agent of frame i + kPrefetchAhead is prefetched, so that
+  // its cache misses overlap with the work on the frames before it.
+  static constexpr size_t kPrefetchAhead = 4;
+  void list_data_frames(const uint8_t* data, size_t n) {
+    ahead_.clear();
+    ahead_pos_ = 0;
+    walk_.feed(data, n, [this](uint8_t type, uint8_t, int32_t id, uint32_t) {
+      if (type != NGHTTP2_DATA) return;
+      const Slot& slot = table_[slot_of(id)];
+      if (slot.id == id && slot.hot != nullptr) ahead_.push_back(&slot);  // table_ never reallocates
+    });
+    for (size_t i = 0; i < kPrefetchAhead && i < ahead_.size(); ++i) prefetch(*ahead_[i]);
+  }
+  static void prefetch(const Slot& slot) {  // the slot may have been emptied since it was listed
+    if (slot.hot == nullptr) return;
+    for (uint32_t off = 0; off < slot.hot_size; off += 64) __builtin_prefetch(slot.hot + off);
+  }
+  // A DATA chunk of stream `id` arrived: prefetch further down the list.
+  void advance_prefetch(int32_t id) {
+    if (ahead_pos_ < ahead_.size() && ahead_[ahead_pos_]->id == id) {
+      ++ahead_pos_;
+      if (ahead_pos_ + kPrefetchAhead - 1 < ahead_.size()) prefetch(*ahead_[ahead_pos_ + kPrefetchAhead - 1]);
+    }
   }
 
   // Serializes queued frames into out_ until nghttp2 has nothing more or out_ is full enough.
@@ -316,7 +351,10 @@ class Http2Session final : public Session {
   void detach(Stream& st) {
     st.handler = nullptr;
     Slot& slot = table_[slot_of(st.id)];
-    if (slot.stream == &st) slot.handler = nullptr;
+    if (slot.stream == &st) {
+      slot.handler = nullptr;
+      slot.hot = nullptr;
+    }
     st.body_done = true;
     --live_;
   }
@@ -445,6 +483,7 @@ class Http2Session final : public Session {
   static int on_data_chunk_cb(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data, size_t len,
                               void* user_data) {
     Http2Session& s = self(user_data);
+    s.advance_prefetch(stream_id);
     if (StreamHandler* h = s.handler_of(stream_id)) h->on_response_data(reinterpret_cast<const char*>(data), len, s.now_ns_);
     return 0;
   }
@@ -481,6 +520,9 @@ class Http2Session final : public Session {
   nghttp2_session* s_ = nullptr;
   std::unordered_map<int32_t, std::unique_ptr<Stream>> streams_;  ///< submitted, not yet closed by nghttp2
   std::vector<Slot> table_;  ///< slot_of(id) -> the stream holding it (see stream())
+  FrameWalk walk_;           ///< the received frames' headers (list_data_frames)
+  std::vector<const Slot*> ahead_;  ///< the slots of the DATA frames of the read being parsed
+  size_t ahead_pos_ = 0;            ///< ahead_[ahead_pos_] is the next DATA frame nghttp2 hands over
   std::vector<nghttp2_nv> nva_;  ///< submit(): the request's header list (reused)
   size_t live_ = 0;                                               ///< streams with a handler
   std::vector<uint8_t> out_;                                      ///< serialized frames to write

@@ -38,6 +38,13 @@ class StreamHandler {
   /// The stream ended without a complete response; `kind` says why. Called at most once, and
   /// never after on_response_complete.
   virtual void on_stream_failed(ErrorKind kind, int64_t now_ns) = 0;
+  /// The handler's bytes that every response chunk touches, which a session may prefetch before it
+  /// parses a read carrying many streams' chunks; none by default.
+  struct Bytes {
+    const void* data = nullptr;
+    size_t size = 0;
+  };
+  virtual Bytes hot_bytes() const { return {}; }
 };
 
 /// One extra request header. HTTP/2 needs the name in lower case (the caller's job).
