@@ -295,11 +295,14 @@ class Http2Session final : public Session {
   // while nghttp2 hands over frame i, the agent of frame i + kPrefetchAhead is prefetched, so that
   // its cache misses overlap with the work on the frames before it.
   static constexpr size_t kPrefetchAhead = 4;
+  /// At most this many frames of one read are listed (a read of tiny frames could hold 29,000; the
+  /// list's memory stays with the session), the rest are parsed without prefetch.
+  static constexpr size_t kMaxListed = 1024;
   void list_data_frames(const uint8_t* data, size_t n) {
     ahead_.clear();
     ahead_pos_ = 0;
-    walk_.feed(data, n, [this](uint8_t type, uint8_t, int32_t id, uint32_t) {
-      if (type != NGHTTP2_DATA) return;
+    walk_.feed(data, n, [this](uint8_t type, uint8_t, int32_t id, uint32_t) {  // walks every header
+      if (type != NGHTTP2_DATA || ahead_.size() == kMaxListed) return;
       const Slot& slot = table_[slot_of(id)];
       if (slot.id == id && slot.hot != nullptr) ahead_.push_back(&slot);  // table_ never reallocates
     });
