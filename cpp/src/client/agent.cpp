@@ -195,8 +195,8 @@ void Agent::on_response_headers(int status, int64_t now) {
 void Agent::keep_body(const char* data, size_t n) {
   if (!keeping_body_) return;  // body_ is full, or holds the offending event: not touched again
   const size_t limit = is_2xx(rec_.http_status) ? kStreamStartBytes : kFailureBodyBytes;
-  if (!event_kept_ && body_.size() < limit) body_.append(data, std::min(n, limit - body_.size()));
-  keeping_body_ = !event_kept_ && body_.size() < limit;
+  if (body_.size() < limit) body_.append(data, std::min(n, limit - body_.size()));
+  keeping_body_ = body_.size() < limit;  // (keeping an offending event clears it too)
 }
 
 void Agent::on_response_data(const char* data, size_t n, int64_t now) {
