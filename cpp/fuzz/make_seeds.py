@@ -119,6 +119,9 @@ def http2_seeds():
                                        + frame(CONTINUATION, END_HEADERS, 1, b"\x40\x01x\x01y")
                                        + frame(HEADERS, END_HEADERS, 1, STATUS_200)
                                        + frame(DATA, PADDED | END_STREAM, 1, b"\x04" + DONE + b"\0\0\0\0"),
+        # "031": three digits, final to nghttp2, no HTTP status (found by fuzzing): the stream fails
+        "status_below_100": bytes([7 << 5]) + preface + frame(HEADERS, END_HEADERS, 1, b"\x08\x03031")
+                            + frame(DATA, END_STREAM, 1, DONE),
         "server_closes_early": bytes([3]) + preface + frame(HEADERS, END_HEADERS, 1, STATUS_200)
                                + frame(DATA, 0, 1, CHAT_CHUNK[:30]),
     }

@@ -3,6 +3,7 @@
 // can be checked exactly.
 #include <nghttp2/nghttp2.h>
 
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -154,7 +155,8 @@ class TestServer {
       st.event_ends.push_back(st.out.size());
     }
     st.trailers = spec.trailers;
-    std::string status = std::to_string(spec.status);
+    char status[8];
+    std::snprintf(status, sizeof status, "%03d", spec.status);  // 31 goes out as "031"
     std::vector<nghttp2_nv> nva = {nv(":status", status), nv("content-type", "text/event-stream")};
     std::vector<std::string> pad_names;
     const std::string pad(1000, 'p');
@@ -872,6 +874,30 @@ TEST(h2_non_2xx_informational_and_trailers) {
   check_complete(rec[0], 503, sse_body(1, 1, 0));
   check_complete(rec[1], 200, sse_body(3, 2, 0));  // 100 is not reported
   check_complete(rec[2], 200, sse_body(5, 2, 0));
+}
+
+TEST(h2_status_below_100_fails_only_that_stream) {
+  // ":status: 031" has three digits, so nghttp2 lets it through as a final status and hands its DATA
+  // on; HTTP has no such status. That stream fails as a protocol error, hearing no headers or data
+  // (found by fuzzing), and the connection goes on.
+  TestServer server(ServerOptions().held());
+  auto c = make_http2_session({}, false);
+  c->on_connected();
+  Body body("{}");
+  Recorder r1, r2;
+  int32_t id1 = submit(*c, body, r1);
+  int32_t id2 = submit(*c, body, r2);
+  Pump p{*c, server};
+  p.run();
+  server.respond(id1, events(2).with_status(31));
+  server.respond(id2, events(2));
+  p.run();
+  check_failed(r1, ErrorKind::kProtocol);
+  CHECK_EQ(r1.headers_calls, 0);
+  CHECK_EQ(r1.data_calls, 0);
+  CHECK(server.streams[id1].rst_received);
+  check_complete(r2, 200, sse_body(id2, 2, 0));
+  CHECK(p.read_ok && c->reusable());
 }
 
 TEST(h2_on_close_fails_streams_in_flight) {

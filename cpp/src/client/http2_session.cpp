@@ -443,6 +443,12 @@ class Http2Session final : public Session {
     int status = 0;
     const char* v = reinterpret_cast<const char*>(value);
     std::from_chars(v, v + valuelen, status);  // nghttp2 has checked it is three digits
+    if (status < 100) {
+      // "0xx" is no HTTP status (RFC 9110 15), yet nghttp2 takes it for a final one and would pass
+      // its DATA on: the response is broken (as HTTP/1.1's parser says), only this stream fails.
+      if (st->handler != nullptr) self(user_data).fail(*st, ErrorKind::kProtocol);
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // nghttp2 resets the stream
+    }
     st->final_status = status;
     return 0;
   }
