@@ -41,6 +41,7 @@ void Connection::remove_waiter(ConnectionWaiter* w) {
 
 int32_t Connection::submit(const RequestHead& head, const iovec* body, size_t n, StreamHandler* handler) {
   int32_t id = session_->submit(head, body, n, handler);
+  if (id > 0 && session_->protocol() == Protocol::kHttp1) stream_hot_ = handler->hot_bytes();
   if (id > 0) flush_submitted();
   return id;
 }
@@ -56,6 +57,8 @@ void Connection::become_ready(Protocol protocol, bool tls) {
   SessionOptions o;
   o.stream_limit = streams_per_connection_;
   session_ = make_session(protocol, o, tls);
+  session_hot_ = session_->hot_bytes();
+  stream_hot_ = {};
   session_->on_connected();
   flush();
   if (!is_open()) return;
@@ -69,6 +72,7 @@ void Connection::become_ready(Protocol protocol, bool tls) {
 void Connection::end(ErrorKind kind, int64_t now) {
   owner = nullptr;
   std::unique_ptr<Session> s = std::move(session_);
+  session_hot_ = stream_hot_ = {};
   std::vector<ConnectionWaiter*> waiters;
   waiters.swap(waiters_);
   if (s) s->on_close(kind, now);
@@ -164,7 +168,11 @@ void SocketConnection::on_io(uint32_t events) {
     become_ready(p, false);
     return;
   }
-  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) read_ready();
+  if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+    prefetch_span(session_hot_.data, session_hot_.size);
+    prefetch_span(stream_hot_.data, stream_hot_.size);
+    read_ready();
+  }
   if (fd_ >= 0 && (events & EPOLLOUT)) flush();
 }
 

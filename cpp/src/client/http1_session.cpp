@@ -90,6 +90,7 @@ class Http1Session final : public Session, private Http1Callbacks {
 
   bool reusable() const override { return reusable_; }
   size_t active_streams() const override { return handler_ ? 1 : 0; }
+  StreamHandler::Bytes hot_bytes() const override { return {this, sizeof *this}; }
 
   void abandon(int32_t) override {
     handler_ = nullptr;

@@ -42,6 +42,7 @@
 #include "agentperf/clock.h"
 #include "client/h2_frame_walk.h"
 #include "client/session.h"
+#include "common/prefetch.h"
 
 namespace agentperf {
 
@@ -309,8 +310,7 @@ class Http2Session final : public Session {
     for (size_t i = 0; i < kPrefetchAhead && i < ahead_.size(); ++i) prefetch(*ahead_[i]);
   }
   static void prefetch(const Slot& slot) {  // the slot may have been emptied since it was listed
-    if (slot.hot == nullptr) return;
-    for (uint32_t off = 0; off < slot.hot_size; off += 64) __builtin_prefetch(slot.hot + off);
+    prefetch_span(slot.hot, slot.hot_size);
   }
   // A DATA chunk of stream `id` arrived: prefetch further down the list.
   void advance_prefetch(int32_t id) {

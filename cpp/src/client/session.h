@@ -104,6 +104,9 @@ class Session {
   /// Forgets a stream without calling its handler again (timeout or cancel). HTTP/1.1: the
   /// connection becomes unusable (reusable() turns false). HTTP/2: the stream is reset (CANCEL).
   virtual void abandon(int32_t stream_id) = 0;
+  /// The session's bytes that every read touches, which its connection may prefetch before the
+  /// read; none by default.
+  virtual StreamHandler::Bytes hot_bytes() const { return {}; }
 };
 
 struct SessionOptions {
