@@ -59,6 +59,36 @@ TEST(event_loop_timer_scheduled_from_a_timer_runs) {
   CHECK_EQ(chain.count, 3);
 }
 
+TEST(event_loop_sets_its_timerfd_only_when_a_sleep_needs_it) {
+  EventLoop loop;
+  Recorder r;
+  const int64_t t0 = now_ns();
+  loop.schedule(t0 + 10 * kNsPerS, &r, 1000);  // far off: not set until the loop first sleeps
+  // Timers due at once (a request sent from outside a connection's callback) fire at the end of
+  // the iteration, and no sleep needs the timerfd meanwhile.
+  for (uint64_t i = 0; i < 200; ++i) {
+    loop.schedule(now_ns(), &r, i);
+    loop.run_once(-1);
+  }
+  CHECK_EQ(r.fired.size(), size_t{200});
+  CHECK_EQ(loop.timer_sets(), uint64_t{0});
+  // A near timer: set once, and it fires on time (not at the far one's deadline).
+  const int64_t near = now_ns() + 2 * kNsPerMs;
+  loop.schedule(near, &r, 500);
+  while (r.fired.size() < 201) loop.run_once(-1);
+  CHECK_EQ(loop.timer_sets(), uint64_t{1});
+  CHECK_EQ(r.fired.back().first, uint64_t{500});
+  CHECK(r.fired.back().second >= near && r.fired.back().second < t0 + 5 * kNsPerS);
+  // The next sleep sets the far one; a timer due later still leaves it alone.
+  loop.run_once(kNsPerMs);
+  CHECK_EQ(loop.timer_sets(), uint64_t{2});
+  loop.schedule(t0 + 20 * kNsPerS, &r, 2000);
+  loop.run_once(kNsPerMs);
+  CHECK_EQ(loop.timer_sets(), uint64_t{2});
+  CHECK_EQ(r.fired.size(), size_t{201});
+  CHECK_EQ(loop.pending_timers(), size_t{2});
+}
+
 TEST(event_loop_wake_interrupts_a_blocking_wait) {
   EventLoop loop;
   Recorder woken;

@@ -68,6 +68,7 @@ void EventLoop::arm(int64_t deadline_ns) {
     its.it_value.tv_nsec = deadline_ns % kNsPerS;
   }
   timerfd_settime(timerfd_, TFD_TIMER_ABSTIME, &its, nullptr);
+  ++timer_sets_;
   armed_ns_ = deadline_ns;
 }
 
@@ -75,7 +76,15 @@ void EventLoop::schedule(int64_t deadline_ns, TimerTarget* target, uint64_t toke
   if (deadline_ns <= 0) deadline_ns = 1;
   heap_.push_back({deadline_ns, target, token});
   std::push_heap(heap_.begin(), heap_.end(), Later{});
-  if (armed_ns_ == 0 || heap_.front().deadline_ns < armed_ns_) arm(heap_.front().deadline_ns);
+}
+
+int EventLoop::arm_for_sleep(int timeout_ms) {
+  if (heap_.empty()) return timeout_ms;
+  const int64_t front = heap_.front().deadline_ns;
+  if (armed_ns_ != 0 && armed_ns_ <= front) return timeout_ms;  // the timerfd goes off by then
+  if (front <= now_ns()) return 0;  // already due: no sleep, and no timerfd to set
+  arm(front);
+  return timeout_ms;
 }
 
 void EventLoop::fire_due_timers() {
@@ -87,12 +96,11 @@ void EventLoop::fire_due_timers() {
     t.target->on_timer(t.token);  // may schedule more timers
     if (heap_.empty() || heap_.front().deadline_ns > now) now = now_ns();
   }
-  armed_ns_ = -1;  // force re-arm: the timerfd has expired or holds a stale deadline
-  arm(heap_.empty() ? 0 : heap_.front().deadline_ns);
 }
 
 int EventLoop::run_once(int64_t max_wait_ns) {
   int timeout_ms = max_wait_ns < 0 ? -1 : static_cast<int>((max_wait_ns + kNsPerMs - 1) / kNsPerMs);
+  timeout_ms = arm_for_sleep(timeout_ms);
   int n = epoll_wait(epfd_, events_.data(), static_cast<int>(events_.size()), timeout_ms);
   if (n < 0) return 0;  // EINTR
   int dispatched = 0;
@@ -104,6 +112,7 @@ int EventLoop::run_once(int64_t max_wait_ns) {
       uint64_t expirations;
       [[maybe_unused]] ssize_t r = read(timerfd_, &expirations, sizeof expirations);
       timers = true;
+      armed_ns_ = 0;  // it went off: nothing is set any more
     } else if (h == kWakeTag) {
       uint64_t v;
       [[maybe_unused]] ssize_t r = read(eventfd_, &v, sizeof v);

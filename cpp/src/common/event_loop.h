@@ -6,6 +6,12 @@
 // CLOCK_MONOTONIC deadline, so a timer fires within the kernel's timer slack (~50 us), not the
 // 1 ms granularity of epoll_wait's timeout. A timer cannot be cancelled: its target receives the
 // token back and ignores tokens it no longer expects (generation counting).
+// The timerfd is set lazily, only as the loop goes to sleep and only when it would otherwise go off
+// later than the earliest timer: a timer due at once (a request sent from outside a connection's
+// callback) fires at the end of the loop iteration without touching it, and one due later than
+// what is set leaves it alone (an early expiry costs one wake-up). Setting it reprograms the
+// kernel's timer, a trap to the hypervisor on a VM: once per request, that was 3-4 % of the
+// client's CPU at 1,000 HTTP/1.1 streams.
 #pragma once
 
 #include <sys/epoll.h>
@@ -56,6 +62,8 @@ class EventLoop {
   void set_wake_handler(TimerTarget* target) { wake_target_ = target; }
 
   size_t pending_timers() const { return heap_.size(); }
+  /// How many times the timerfd has been set (each one a kernel timer reprogrammed).
+  uint64_t timer_sets() const { return timer_sets_; }
 
  private:
   struct Timer {
@@ -64,12 +72,16 @@ class EventLoop {
     uint64_t token;
   };
   void arm(int64_t deadline_ns);
+  /// Before epoll_wait: sets the timerfd if the earliest timer needs it; returns the timeout to
+  /// wait with (0 when a timer is already due).
+  int arm_for_sleep(int timeout_ms);
   void fire_due_timers();
 
   int epfd_ = -1;
   int timerfd_ = -1;
   int eventfd_ = -1;
-  int64_t armed_ns_ = 0;  ///< deadline the timerfd is set to; 0 when disarmed
+  int64_t armed_ns_ = 0;  ///< deadline the timerfd is set to and has not yet been read at; 0: none
+  uint64_t timer_sets_ = 0;
   std::vector<Timer> heap_;
   std::vector<epoll_event> events_;
   TimerTarget* wake_target_ = nullptr;
