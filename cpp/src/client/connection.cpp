@@ -41,8 +41,9 @@ void Connection::remove_waiter(ConnectionWaiter* w) {
 
 int32_t Connection::submit(const RequestHead& head, const iovec* body, size_t n, StreamHandler* handler) {
   int32_t id = session_->submit(head, body, n, handler);
-  if (id > 0 && session_->protocol() == Protocol::kHttp1) stream_hot_ = handler->hot_bytes();
-  if (id > 0) flush_submitted();
+  if (id <= 0) return id;
+  if (session_->protocol() == Protocol::kHttp1) stream_hot_ = handler->hot_bytes();  // its one stream
+  flush_submitted();
   return id;
 }
 

@@ -107,13 +107,13 @@ int EventLoop::run_once(int64_t max_wait_ns) {
   // thread's cancellation state around every call; the loop's threads are never cancelled.
   int n = static_cast<int>(::syscall(SYS_epoll_wait, epfd_, events_.data(), static_cast<int>(events_.size()), timeout_ms));
   if (n < 0) return 0;  // EINTR
-  // Each ready handler is another connection, cold by now: its object's lines are fetched for all
-  // of them at once, so their misses overlap instead of coming one handler at a time. Its
-  // neighbourhood, as the handler is a base inside a larger object (a socket connection's state
-  // lies on both sides of it).
+  // Each ready handler is another connection, cold by now: the lines around every one are fetched
+  // at once, so that their misses overlap instead of coming one handler at a time. Around, not
+  // from: a handler is a base inside a larger object (a socket connection's state lies on both
+  // sides of its IoHandler part).
   for (int i = 0; i < n; ++i) {
-    const char* h = static_cast<const char*>(events_[i].data.ptr);
     if (events_[i].data.ptr == kTimerTag || events_[i].data.ptr == kWakeTag) continue;
+    const char* h = static_cast<const char*>(events_[i].data.ptr);
     __builtin_prefetch(h - kCacheLineBytes);
     __builtin_prefetch(h);
     __builtin_prefetch(h + kCacheLineBytes);
